@@ -1,0 +1,109 @@
+"""The small, typed interface between the Prefect layer and the places jobs run.
+
+A backend creates, describes, cancels and reads jobs in Braket's own terms (GetJob-shaped
+metadata, log lines, `model.tar.gz`). The embedded engine and the Amazon Braket backend both
+implement it; nothing here or in a backend imports Prefect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from prefect_braket.job_spec import JobSpec
+
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+JOB_STATES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
+
+
+class JobNotFoundError(LookupError):
+    """No job with this ARN is known to the backend."""
+
+
+class JobFailedError(RuntimeError):
+    """A job ended FAILED or CANCELLED; carries its failure reason and the end of its log."""
+
+    def __init__(self, job_arn: str, status: str, failure_reason: str | None, log_tail: list[str]):
+        self.job_arn = job_arn
+        self.status = status
+        self.failure_reason = failure_reason
+        self.log_tail = log_tail
+        tail = "\n".join(f"  | {line}" for line in log_tail)
+        super().__init__(
+            f"Job {job_arn} ended {status}"
+            + (f": {failure_reason}" if failure_reason else "")
+            + (f"\nLast log lines:\n{tail}" if tail else "")
+        )
+
+
+TRANSIENT_ERROR_CODES = frozenset({
+    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+    "InternalServiceException", "InternalServerError", "InternalError", "ServiceUnavailable",
+    "ServiceUnavailableException", "SlowDown", "RequestTimeout", "RequestTimeoutException",
+})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying the same call again may succeed: throttling, a 5xx, a dropped connection."""
+    # A TimeoutError is a deadline that passed (a wait, a flow), not a call worth repeating.
+    if isinstance(error, ConnectionError):
+        return True
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_ERROR_CODES or 500 <= int(status or 0) < 600
+    return type(error).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Log lines read from a cursor on, and the cursor to continue from."""
+
+    lines: list[str]
+    cursor: Any = None
+    timestamps: list[float] = field(default_factory=list)
+
+
+@runtime_checkable
+class JobBackend(Protocol):
+    """What the Prefect layer needs from wherever jobs run."""
+
+    def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
+        """Creates the job and returns its ARN; the same client token returns the same job."""
+
+    def get_job(self, job_arn: str) -> dict[str, Any]:
+        """GetJob-shaped metadata: status, events, timestamps, failureReason, queueInfo, ..."""
+
+    def cancel_job(self, job_arn: str) -> str:
+        """Asks the job to stop; returns CANCELLING or CANCELLED (a finished job's own status)."""
+
+    def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
+        """The job's log lines after `cursor` (from the start when None)."""
+
+    def download_output(self, job_arn: str, extract_to: Path) -> Path:
+        """Extracts the job's `model.tar.gz` into `extract_to`; returns that directory."""
+
+
+def backend_for(device_or_arn: str, backend: str | None = None, **options: Any) -> JobBackend:
+    """The backend that runs jobs for a device, or that holds the job with this ARN.
+
+    Args:
+        device_or_arn: A device ARN ("local:braket/braket_sv", an AWS ARN) or a job ARN.
+        backend: "local" for the embedded engine, "aws" for Amazon Braket; by default "local"
+            for `local:` ARNs and "aws" for AWS ARNs.
+        options: Passed to the backend (the engine's `root`, for example).
+    """
+    choice = backend or ("local" if device_or_arn.startswith("local:") else "aws")
+    if choice == "local":
+        from prefect_braket.local_engine import LocalEngine
+
+        return LocalEngine(**options)
+    if choice == "aws":
+        raise NotImplementedError(
+            f"{device_or_arn!r} is an Amazon Braket ARN, and the Amazon Braket backend is not in this "
+            "release yet: pass backend='local' to run the job on the embedded engine (its tasks still "
+            "go to the device), or a 'local:braket/braket_sv' device."
+        )
+    raise ValueError(f"Unknown backend {backend!r}: use 'local' (embedded engine) or 'aws' (Amazon Braket).")

@@ -1,0 +1,124 @@
+"""The boot of a job's process: what Braket's job container does around the entry point.
+
+It unpacks the source archive, checks the job's `requirements.txt` files against this
+environment, imports `module[:function]`, binds the hyperparameters file to the function's
+typed arguments, and runs it with the extracted source as working directory. An exception is
+written, as "<Type>: <message>", to the failure file that becomes the job's `failureReason`;
+its traceback goes to the job's log.
+
+The embedded engine runs it as `python -m prefect_braket.container`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import runpy
+import sys
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from prefect_braket.archive import safe_extract
+
+
+def missing_requirements(lines: Iterable[str]) -> list[str]:
+    """The requirements among `lines` this environment does not satisfy, each with what it has."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            missing.append(f"{line} (not a valid requirement: {error})")
+            continue
+        if requirement.marker and not requirement.marker.evaluate():
+            continue
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            missing.append(f"{line} (not installed)")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{line} (installed: {installed})")
+    return missing
+
+
+def check_requirements(lines: Iterable[str]) -> None:
+    """Raises ModuleNotFoundError naming every requirement this environment lacks."""
+    missing = missing_requirements(lines)
+    if missing:
+        raise ModuleNotFoundError(
+            "The job's dependencies are not installed here: " + "; ".join(missing)
+            + ". The embedded engine runs jobs in this Python environment: install them into it "
+            "(pip install ...), or run the job on Amazon Braket, whose container installs them."
+        )
+
+
+def _bind_hyperparameters(function: Any) -> dict[str, Any]:
+    """Braket's binding: the HP file's values, converted by the function's annotations, if they fit."""
+    path = os.environ.get("AMZN_BRAKET_HP_FILE")
+    if not path or not Path(path).exists():
+        return {}
+    values = json.loads(Path(path).read_text())
+    signature = inspect.signature(function)
+    try:
+        signature.bind(**values)
+    except TypeError:
+        return {}
+    converted = {}
+    for name, value in values.items():
+        annotation = signature.parameters[name].annotation if name in signature.parameters else str
+        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+            annotation = str
+        try:
+            converted[name] = annotation(value) if annotation is not bool else value.lower() in ("1", "true", "yes")
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"Hyperparameter {name}={value!r} does not convert to {annotation}: {error}") from None
+    return converted
+
+
+def run() -> Any:
+    """Sets the job up and runs its entry point; returns what the entry point returned."""
+    instance = Path(os.environ["PREFECT_BRAKET_INSTANCE_DIR"])
+    failure_file = instance / "output" / "failure"
+    failure_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        code_dir = safe_extract(
+            Path(os.environ["AMZN_BRAKET_SCRIPT_S3_URI"]), instance / "code" / "customer_code" / "extracted"
+        )
+        for requirements in sorted(code_dir.rglob("requirements.txt")):
+            check_requirements(requirements.read_text().splitlines())
+        sys.path.append(str(code_dir))
+        os.chdir(code_dir)
+        module_name, _, function_name = os.environ["AMZN_BRAKET_SCRIPT_ENTRY_POINT"].partition(":")
+        if function_name:
+            function = getattr(importlib.import_module(module_name), function_name)
+            arguments = _bind_hyperparameters(function)
+        else:
+            function, arguments = runpy.run_module, {"mod_name": module_name, "run_name": "__main__"}
+    except BaseException as error:
+        failure_file.write_text(f"Setting up the job failed: {type(error).__name__}: {error}")
+        raise
+    try:
+        return function(**arguments)
+    except BaseException as error:
+        failure_file.write_text(f"{type(error).__name__}: {error}")
+        raise
+
+
+if __name__ == "__main__":
+    try:
+        run()
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(1)

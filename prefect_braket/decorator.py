@@ -1,0 +1,263 @@
+"""`hybrid_job`: Braket's decorator, running on the embedded engine or on Amazon Braket.
+
+Code written for `braket.jobs.hybrid_job` adopts it by changing its import. The decorated
+function is pickled with its arguments into an entry point that Braket's container and the
+embedded engine both run; calling it submits a job and returns a `HybridJob` at once. Inside a
+Prefect flow the submission is a task run, retried without ever creating a second job.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+import cloudpickle
+
+from prefect_braket.backend import JobBackend, backend_for
+from prefect_braket.container import check_requirements
+from prefect_braket.job_handle import HybridJob, in_flow_run
+from prefect_braket.job_spec import (
+    RESERVED_CHANNEL,
+    CheckpointConfig,
+    InstanceConfig,
+    JobSpec,
+    OutputDataConfig,
+    StoppingCondition,
+    default_job_name,
+    hyperparameters_from_call,
+    validate_job_name,
+)
+from prefect_braket.jobs import PersistedJobDataFormat
+
+ENTRY_POINT_TEMPLATE = '''"""Runs {function} as a hybrid job; written by prefect_braket.hybrid_job."""
+import os
+from pathlib import Path
+
+import cloudpickle
+
+try:
+    from prefect_braket.jobs import get_input_data_dir, get_results_dir, save_job_result
+except ImportError:  # in Braket's own container
+    from braket.jobs import get_input_data_dir, get_results_dir, save_job_result
+
+INPUT_PATHS = {input_paths!r}
+
+
+def _link_input():
+    # Relative input paths keep working: they point into the job's input channels.
+    links = []
+    for channel, original in INPUT_PATHS.items():
+        channel_dir = Path(get_input_data_dir(channel))
+        inside = channel_dir / Path(original).name
+        target = inside if inside.exists() and not inside.is_dir() else channel_dir
+        link = Path(original)
+        if link.is_absolute() or link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target.resolve())
+        links.append(link)
+    return links
+
+
+def {function}():
+    recovered = cloudpickle.loads(Path(__file__).with_name("function.pkl").read_bytes())
+    os.chdir(get_results_dir())
+    links = _link_input()
+    try:
+        result = recovered()
+    finally:
+        for link in links:
+            link.unlink()
+    if result is not None:
+        save_job_result(result, data_format={data_format!r})
+    return result
+'''
+
+
+def _modules_by_value(func: Callable[..., Any], include_modules: Iterable[str | ModuleType]) -> list[ModuleType]:
+    """The modules whose code travels inside the pickle rather than by import."""
+    modules = [importlib.import_module(m) if isinstance(m, str) else m for m in include_modules]
+    own = sys.modules.get(func.__module__)
+    own_file = getattr(own, "__file__", None) or ""
+    # The function's own module is user code the job may not be able to import; installed
+    # packages (site-packages) are importable where the job runs.
+    if own is not None and func.__module__ != "__main__" and own_file and not any(
+        part in ("site-packages", "dist-packages") for part in Path(own_file).parts
+    ):
+        modules.append(own)
+    return modules
+
+
+def _pickle_call(func: Callable[..., Any], args: tuple, kwargs: dict, by_value: list[ModuleType]) -> bytes:
+    registered = []
+    try:
+        for module in by_value:
+            if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
+                cloudpickle.register_pickle_by_value(module)
+                registered.append(module)
+        return cloudpickle.dumps(functools.partial(func, *args, **kwargs))
+    except Exception as error:
+        raise RuntimeError(
+            f"Serialization failed for hybrid job {func.__name__}: {type(error).__name__}: {error}. "
+            "The function and its arguments are pickled with cloudpickle: create objects such as "
+            "locks, clients, sessions and open files inside the function instead of capturing them."
+        ) from error
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]:
+    if dependencies is None:
+        return []
+    if isinstance(dependencies, (list, tuple)):
+        return [str(d) for d in dependencies]
+    path = Path(dependencies)
+    if not path.is_file():
+        raise FileNotFoundError(f"dependencies {str(path)!r} is not a requirements file (or pass a list of requirements).")
+    return path.read_text().splitlines()
+
+
+def hybrid_job(
+    *,
+    device: str | None,
+    include_modules: str | ModuleType | Iterable[str | ModuleType] | None = None,
+    dependencies: str | Path | list[str] | None = None,
+    local: bool = False,
+    job_name: str | None = None,
+    image_uri: str | None = None,
+    input_data: str | Path | dict[str, str | Path] | None = None,
+    wait_until_complete: bool = False,
+    instance_config: InstanceConfig | None = None,
+    copy_checkpoints_from_job: str | None = None,
+    checkpoint_config: CheckpointConfig | None = None,
+    role_arn: str | None = None,
+    stopping_condition: StoppingCondition | None = None,
+    output_data_config: OutputDataConfig | None = None,
+    tags: dict[str, str] | None = None,
+    reservation_arn: str | None = None,
+    data_format: PersistedJobDataFormat | str = PersistedJobDataFormat.PLAINTEXT,
+    backend: str | JobBackend | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., HybridJob]]:
+    """Turns a function into a hybrid job: each call submits one job and returns its `HybridJob`.
+
+    Args:
+        device: The device whose tasks get the job's priority: an AWS device ARN, or
+            "local:braket/braket_sv" / "local:braket/braket_dm" for the local simulators.
+            Inside the job, `get_job_device_arn()` returns it.
+        include_modules: Modules pickled by value with the function (the function's own module
+            always is, unless it is an installed package).
+        dependencies: A requirements file or a list of requirements. On Amazon Braket the
+            container installs them; the embedded engine checks this environment has them.
+        local: Braket's local mode; here it means the embedded engine (no Docker needed).
+        job_name: Braket's rules (1-50 letters, digits, hyphens); default: the function's name
+            and a millisecond timestamp.
+        input_data: A local path or S3 URI (channel "input"), or a dict of channel to either.
+            Relative local paths keep working inside the function.
+        wait_until_complete: Wait for the job before returning its handle.
+        copy_checkpoints_from_job: A job ARN whose checkpoints the new job starts with; load them
+            with `load_job_checkpoint(job_name=<that job's name>)`.
+        data_format: How the return value is saved: "plaintext" (JSON) or "pickle" (read back
+            with `result(allow_pickle=True)`).
+        backend: "local" (embedded engine), "aws" (Amazon Braket) or a backend instance; by
+            default, "local" for `local:` devices and "aws" for AWS ARNs.
+        instance_config, checkpoint_config, stopping_condition, output_data_config, role_arn,
+        image_uri, tags, reservation_arn: As in Braket's CreateJob; the embedded engine enforces
+            `stopping_condition.maxRuntimeInSeconds`.
+
+    Example:
+        ```python
+        from prefect_braket import hybrid_job
+        from prefect_braket.jobs import log_metric
+
+        @hybrid_job(device="local:braket/braket_sv")
+        def train(num_tasks: int = 1, lr: float = 0.1):
+            theta = 0.0
+            for i in range(num_tasks):
+                theta += lr
+                log_metric(metric_name="theta", value=theta, iteration_number=i)
+            return {"final_theta": theta}
+
+        job = train(num_tasks=5)   # returns at once
+        job.result()               # {"final_theta": 0.5}
+        ```
+    """
+    device = device or "local:none/none"
+    if job_name is not None:
+        validate_job_name(job_name)
+    fmt = PersistedJobDataFormat.parse(data_format)
+    requirements = _requirement_lines(dependencies)
+    given_backend = None if backend is None or isinstance(backend, str) else backend
+    backend_name = ("local" if local else None) if backend is None else backend if given_backend is None else None
+    if given_backend is None:
+        backend_for(device, backend_name)  # a wrong choice fails here, at decoration
+    if isinstance(include_modules, (str, ModuleType)):
+        include_modules = [include_modules]
+    channels = {} if input_data is None else input_data if isinstance(input_data, dict) else {"input": input_data}
+    if RESERVED_CHANNEL in channels:
+        raise ValueError(f"Input channel name {RESERVED_CHANNEL!r} is reserved; choose another channel name.")
+    local_paths = {c: str(p) for c, p in channels.items() if not str(p).startswith("s3://")}
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., HybridJob]:
+        by_value = _modules_by_value(func, include_modules or [])
+
+        @functools.wraps(func)
+        def job_wrapper(*args: Any, **kwargs: Any) -> HybridJob:
+            # Resolved per call: the engine's home is read when the job is submitted.
+            job_backend = given_backend or backend_for(device, backend_name)
+            if requirements and getattr(job_backend, "name", None) == "local":
+                check_requirements(requirements)
+            hyperparameters = hyperparameters_from_call(func, args, kwargs)
+            payload = _pickle_call(func, args, kwargs, by_value)
+            entry_function = re.sub(r"\W", "_", func.__name__)  # a lambda's name is "<lambda>"
+            with tempfile.TemporaryDirectory(prefix="prefect-braket-") as tmp:
+                source = Path(tmp) / f"decorator_job_{os.urandom(4).hex()}"
+                source.mkdir()
+                (source / "function.pkl").write_bytes(payload)
+                (source / "entry_point.py").write_text(
+                    ENTRY_POINT_TEMPLATE.format(function=entry_function, input_paths=local_paths, data_format=fmt.value)
+                )
+                if requirements:
+                    (source / "requirements.txt").write_text("\n".join(requirements) + "\n")
+                spec = JobSpec(
+                    job_name=job_name or default_job_name(func),
+                    device=device,
+                    source_module=source,
+                    entry_point=f"{source.name}.entry_point:{entry_function}",
+                    hyperparameters=hyperparameters,
+                    input_data={c: str(p) for c, p in channels.items()},
+                    instance_config=instance_config or InstanceConfig(),
+                    stopping_condition=stopping_condition or StoppingCondition(),
+                    checkpoint_config=checkpoint_config or CheckpointConfig(),
+                    output_data_config=output_data_config or OutputDataConfig(),
+                    copy_checkpoints_from_job=copy_checkpoints_from_job,
+                    image_uri=image_uri,
+                    role_arn=role_arn,
+                    reservation_arn=reservation_arn,
+                    tags=dict(tags or {}),
+                )
+                if in_flow_run():
+                    from prefect_braket.tasks import submit_job
+
+                    job = submit_job.with_options(task_run_name=f"submit-{spec.job_name}")(spec, job_backend)
+                else:
+                    job = HybridJob(job_backend.create_job(spec), job_backend)
+            if wait_until_complete:
+                if in_flow_run():
+                    from prefect_braket.tasks import wait_for_job
+
+                    wait_for_job(job)
+                else:
+                    job.wait_until_complete()
+            return job
+
+        return job_wrapper
+
+    return decorate

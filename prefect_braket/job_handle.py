@@ -1,0 +1,208 @@
+"""`HybridJob`: the handle of one hybrid job, shaped like Braket's `AwsQuantumJob`.
+
+A handle is only an ARN and a backend, so it pickles, travels between tasks and processes, and
+re-attaches from anywhere: `HybridJob.attach(arn)`. Inside a Prefect flow, `result()` waits in a
+task run that forwards the job's log and metrics to the Prefect UI; elsewhere it polls directly.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect_braket.backend import TERMINAL_STATES, JobBackend, JobFailedError, backend_for
+from prefect_braket.jobs import RESULTS_FILE, load_job_result
+from prefect_braket.metrics import MetricsParser, MetricType, Statistic
+
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class HybridJobQueueInfo:
+    """Where a job stands in its device's job queue (`queue_position` None once it runs)."""
+
+    queue_position: str | None
+    message: str | None = None
+
+
+def in_flow_run() -> bool:
+    """Whether this code runs in a Prefect flow run but not inside one of its task runs."""
+    if "prefect.context" not in sys.modules:  # not imported, so certainly no run
+        return False
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None and TaskRunContext.get() is None
+
+
+class HybridJob:
+    """A hybrid job on the embedded engine or on Amazon Braket.
+
+    Example:
+        ```python
+        job = HybridJob.attach("local:job/6f1c...")   # from any process
+        job.state()                                  # "RUNNING"
+        job.result()                                 # waits, then {"final_theta": 0.5}
+        job.metrics()                                # {"timestamp": [...], "theta": [...], ...}
+        ```
+    """
+
+    TERMINAL_STATES = TERMINAL_STATES
+
+    def __init__(self, arn: str, backend: JobBackend | None = None):
+        self.arn = arn
+        self.backend = backend or backend_for(arn)
+        self._metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def attach(cls, arn: str, backend: JobBackend | None = None) -> "HybridJob":
+        """Re-attaches to a job by its ARN; fails at once if no such job is known."""
+        job = cls(arn, backend)
+        job.metadata()
+        return job
+
+    def __repr__(self) -> str:
+        return f"HybridJob(arn={self.arn!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HybridJob) and other.arn == self.arn
+
+    def __hash__(self) -> int:
+        return hash(self.arn)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"arn": self.arn, "backend": self.backend, "_metadata": None}
+
+    # -- state -------------------------------------------------------------------------------
+
+    def metadata(self, use_cached_value: bool = False) -> dict[str, Any]:
+        """The job's GetJob description (status, events, timestamps, failureReason, ...)."""
+        if not use_cached_value or self._metadata is None:
+            self._metadata = self.backend.get_job(self.arn)
+        return self._metadata
+
+    @property
+    def name(self) -> str:
+        """The job's name."""
+        return self.metadata(use_cached_value=True)["jobName"]
+
+    def state(self, use_cached_value: bool = False) -> str:
+        """QUEUED, RUNNING, COMPLETED, FAILED, CANCELLING or CANCELLED."""
+        return self.metadata(use_cached_value)["status"]
+
+    def queue_position(self) -> HybridJobQueueInfo:
+        """The job's place in its device's queue while QUEUED."""
+        info = self.metadata().get("queueInfo") or {}
+        position = info.get("position")
+        return HybridJobQueueInfo(None if position in (None, "None") else position, info.get("message"))
+
+    def cancel(self) -> str:
+        """Asks the job to stop; returns CANCELLING, or the status of a job that already ended."""
+        return self.backend.cancel_job(self.arn)
+
+    # -- logs and metrics ----------------------------------------------------------------------
+
+    def log_lines(self) -> list[str]:
+        """Every line the job has logged so far."""
+        lines: list[str] = []
+        cursor = None
+        while True:
+            chunk = self.backend.read_log(self.arn, cursor)
+            lines.extend(chunk.lines)
+            if not chunk.lines or chunk.cursor == cursor:
+                return lines
+            cursor = chunk.cursor
+
+    def logs(self, wait: bool = False, poll_interval_seconds: float = 1.0) -> str:
+        """The job's log; with `wait=True`, printed as it grows until the job ends."""
+        if not wait:
+            return "\n".join(self.log_lines())
+        cursor, lines = None, []
+        while True:
+            finished = self.state() in TERMINAL_STATES
+            chunk = self.backend.read_log(self.arn, cursor)
+            cursor = chunk.cursor
+            for line in chunk.lines:
+                print(line)
+            lines.extend(chunk.lines)
+            if finished:
+                return "\n".join(lines)
+            time.sleep(poll_interval_seconds)
+
+    def metrics(self, metric_type: MetricType = "timestamp", statistic: Statistic = "max") -> dict[str, list]:
+        """The job's `log_metric` values as columns, as Braket's `AwsQuantumJob.metrics()` returns them."""
+        parser = MetricsParser()
+        for line in self.log_lines():
+            parser.feed(line)
+        return parser.table(metric_type, statistic)
+
+    # -- waiting and results -------------------------------------------------------------------
+
+    def wait_until_complete(
+        self, timeout_seconds: float | None = None, poll_interval_seconds: float = 5.0
+    ) -> dict[str, Any]:
+        """Polls until the job ends (quickly at first, then every `poll_interval_seconds`); returns its metadata."""
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        delay = min(0.05, poll_interval_seconds)
+        while True:
+            meta = self.metadata()
+            if meta["status"] in TERMINAL_STATES:
+                return meta
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name}: polling for job completion timed out after {timeout_seconds} s.")
+            time.sleep(delay * random.uniform(0.9, 1.1))
+            delay = min(delay * 1.5, poll_interval_seconds)
+
+    def failure(self) -> JobFailedError:
+        """The error describing why this job did not complete."""
+        meta = self.metadata(use_cached_value=True)
+        return JobFailedError(self.arn, meta["status"], meta.get("failureReason"), self.log_lines()[-LOG_TAIL_LINES:])
+
+    def result(
+        self, poll_timeout_seconds: float = 864000, poll_interval_seconds: float = 5.0, allow_pickle: bool = False
+    ) -> dict[str, Any]:
+        """Waits for the job, then returns its `results.json`; a job that did not complete raises.
+
+        Inside a Prefect flow the wait and the retrieval are task runs, so the job's log lines and
+        metrics show in the Prefect UI.
+
+        Raises:
+            JobFailedError: the job ended FAILED or CANCELLED (with its failureReason and log tail).
+            RuntimeError: the result is pickled and `allow_pickle` is False.
+        """
+        if in_flow_run():
+            from prefect_braket.tasks import get_job_result, wait_for_job
+
+            wait_for_job(self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds)
+            return get_job_result(self, allow_pickle=allow_pickle)
+        self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds)
+        return self.fetch_result(allow_pickle)
+
+    def fetch_result(self, allow_pickle: bool = False) -> dict[str, Any]:
+        """The `results.json` of a job that has ended, read through a private temporary directory."""
+        if self.state() != "COMPLETED":
+            raise self.failure()
+        with tempfile.TemporaryDirectory(prefix="prefect-braket-result-") as tmp:
+            extracted = self.backend.download_output(self.arn, Path(tmp))
+            return load_job_result(extracted / RESULTS_FILE, allow_pickle=allow_pickle)
+
+    def download_result(
+        self, extract_to: str | Path | None = None, poll_timeout_seconds: float = 864000,
+        poll_interval_seconds: float = 5.0,
+    ) -> Path:
+        """Waits for the job, then extracts its `model.tar.gz` into `{extract_to}/{job_name}/`.
+
+        Every file the job wrote to its results directory (relative paths in a decorated
+        function) is there, also for a job that failed. `extract_to` defaults to the current directory.
+        """
+        self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds)
+        target = Path(extract_to or ".") / self.name
+        with tempfile.TemporaryDirectory(prefix="prefect-braket-download-") as tmp:
+            extracted = self.backend.download_output(self.arn, Path(tmp) / "out")
+            shutil.copytree(extracted, target, dirs_exist_ok=True)
+        return target

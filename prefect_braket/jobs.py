@@ -1,0 +1,284 @@
+"""What a hybrid job's own code calls while it runs, under Braket's names and formats.
+
+These are drop-in twins of `braket.jobs` and `braket.jobs.metrics`: they read the same
+`AMZN_BRAKET_*` variables and write the same files and lines, so a checkpoint, a result or a
+metric line written here loads in Braket's SDK and the reverse.
+
+This module uses the standard library only: it must import fast inside a job process and run
+unchanged in Braket's own container.
+
+Example:
+    ```python
+    from prefect_braket.jobs import log_metric, save_job_checkpoint, load_job_checkpoint
+
+    def train(iterations: int = 10):
+        try:
+            state = load_job_checkpoint()
+        except FileNotFoundError:
+            state = {"theta": 0.0, "i": 0}
+        for i in range(state["i"], iterations):
+            state = {"theta": state["theta"] + 0.1, "i": i + 1}
+            log_metric(metric_name="theta", value=state["theta"], iteration_number=i)
+            save_job_checkpoint(state)
+        return {"theta": state["theta"]}
+    ```
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+import os
+import pickle
+import re
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "PersistedJobDataFormat",
+    "get_checkpoint_dir",
+    "get_hyperparameters",
+    "get_input_data_dir",
+    "get_job_device_arn",
+    "get_job_name",
+    "get_results_dir",
+    "load_job_checkpoint",
+    "load_job_result",
+    "log_metric",
+    "save_job_checkpoint",
+    "save_job_result",
+]
+
+SCHEMA_HEADER = {"name": "braket.jobs_data.persisted_job_data", "version": "1"}
+RESULTS_FILE = "results.json"
+METRIC_NAME = re.compile(r"^\w+$")
+
+
+class PersistedJobDataFormat(str, Enum):
+    """How the values of a checkpoint or result are stored (Braket's `PersistedJobDataFormat`)."""
+
+    PLAINTEXT = "plaintext"
+    PICKLED_V4 = "pickled_v4"
+
+    @classmethod
+    def parse(cls, value: "PersistedJobDataFormat | str | None") -> "PersistedJobDataFormat":
+        if isinstance(value, cls):
+            return value
+        aliases = {"plaintext": cls.PLAINTEXT, "pickle": cls.PICKLED_V4, "pickled_v4": cls.PICKLED_V4}
+        try:
+            return aliases[str(value).lower()]
+        except KeyError:
+            raise ValueError(
+                f"Unknown data format {value!r}: use 'plaintext' (JSON) or 'pickle' (pickled_v4)."
+            ) from None
+
+
+def get_job_name() -> str:
+    """The name of the running job, or "" outside a job."""
+    return os.getenv("AMZN_BRAKET_JOB_NAME", "")
+
+
+def get_job_device_arn() -> str:
+    """The ARN of the job's device, whose tasks get the job's priority ("local:none/none" outside a job)."""
+    return os.getenv("AMZN_BRAKET_DEVICE_ARN", "local:none/none")
+
+
+def get_input_data_dir(channel: str = "input") -> str:
+    """The directory holding the files of an input-data channel ("." outside a job)."""
+    input_dir = os.getenv("AMZN_BRAKET_INPUT_DIR", ".")
+    return f"{input_dir}/{channel}" if input_dir != "." else input_dir
+
+
+def get_results_dir() -> str:
+    """The directory whose files are packed into the job's `model.tar.gz`."""
+    return os.getenv("AMZN_BRAKET_JOB_RESULTS_DIR", ".")
+
+
+def get_checkpoint_dir() -> str:
+    """The directory checkpoints are written to and kept in."""
+    return os.getenv("AMZN_BRAKET_CHECKPOINT_DIR", ".")
+
+
+def get_hyperparameters() -> dict[str, str]:
+    """The job's hyperparameters, as strings, as they were submitted."""
+    path = os.getenv("AMZN_BRAKET_HP_FILE")
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _to_json_value(value: Any, key: str) -> Any:
+    # Braket's SDK refuses numpy values in plaintext; lists and Python numbers read back in both.
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    if isinstance(value, complex):
+        raise TypeError(
+            f"Value of {key!r} is complex ({value!r}), which JSON cannot hold: "
+            "store (real, imag) or use data_format='pickle'."
+        )
+    raise TypeError(
+        f"Value of {key!r} has type {type(value).__name__}, which is not JSON-serializable: "
+        "convert it to lists, numbers and strings, or use data_format='pickle' "
+        "(and read it back with allow_pickle=True)."
+    )
+
+
+def serialize_values(data: dict[str, Any], data_format: PersistedJobDataFormat) -> dict[str, Any]:
+    """Encodes a dictionary's values as Braket does: unchanged, or one base64 pickle per value."""
+    if data_format is PersistedJobDataFormat.PICKLED_V4:
+        return {k: codecs.encode(pickle.dumps(v, protocol=4), "base64").decode() for k, v in data.items()}
+    return data
+
+
+def deserialize_values(
+    data: dict[str, Any], data_format: PersistedJobDataFormat | str, allow_pickle: bool = False
+) -> dict[str, Any]:
+    """Decodes what `serialize_values` wrote; pickled data needs `allow_pickle=True`."""
+    if PersistedJobDataFormat.parse(data_format) is PersistedJobDataFormat.PLAINTEXT:
+        return data
+    if not allow_pickle:
+        raise RuntimeError(
+            "This data is pickled (pickled_v4), and unpickling runs code from the file: pass "
+            "allow_pickle=True if you trust where it came from."
+        )
+    return {k: pickle.loads(codecs.decode(v.encode(), "base64")) for k, v in data.items()}
+
+
+def dump_persisted_data(data: dict[str, Any], data_format: PersistedJobDataFormat) -> str:
+    """Renders Braket's `PersistedJobData` JSON document."""
+    # One value at a time, so that an unserializable value is reported by its key.
+    values = ", ".join(
+        f"{json.dumps(str(key))}: {json.dumps(value, default=lambda v, k=key: _to_json_value(v, str(k)))}"
+        for key, value in serialize_values(data, data_format).items()
+    )
+    return (
+        f'{{"braketSchemaHeader": {json.dumps(SCHEMA_HEADER)}, "dataDictionary": {{{values}}}, '
+        f'"dataFormat": "{data_format.value}"}}'
+    )
+
+
+def load_persisted_data(text: str, allow_pickle: bool = False) -> dict[str, Any]:
+    """Parses a `PersistedJobData` JSON document into its decoded dictionary."""
+    document = json.loads(text)
+    return deserialize_values(document["dataDictionary"], document["dataFormat"], allow_pickle)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A job killed mid-write must leave the previous checkpoint intact, not half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _checkpoint_path(job_name: str, suffix: str) -> Path:
+    file_name = f"{job_name}_{suffix}.json" if suffix else f"{job_name}.json"
+    return Path(get_checkpoint_dir()) / file_name
+
+
+def save_job_checkpoint(
+    checkpoint_data: dict[str, Any],
+    checkpoint_file_suffix: str = "",
+    data_format: PersistedJobDataFormat | str = PersistedJobDataFormat.PLAINTEXT,
+) -> None:
+    """Saves `checkpoint_data` as `{checkpoint_dir}/{job_name}[_{suffix}].json`, replacing the last one.
+
+    Args:
+        checkpoint_data: The values to keep; must not be empty.
+        checkpoint_file_suffix: Distinguishes several checkpoints of one job.
+        data_format: "plaintext" (JSON; numpy arrays become lists) or "pickle".
+    """
+    if not checkpoint_data:
+        raise ValueError("checkpoint_data is empty: pass the values to keep, e.g. {'theta': theta}.")
+    job_name = get_job_name()
+    if not job_name:
+        raise RuntimeError(
+            "save_job_checkpoint runs inside a hybrid job (AMZN_BRAKET_JOB_NAME is not set here)."
+        )
+    fmt = PersistedJobDataFormat.parse(data_format)
+    _write_atomically(_checkpoint_path(job_name, checkpoint_file_suffix), dump_persisted_data(checkpoint_data, fmt))
+
+
+def load_job_checkpoint(
+    job_name: str | None = None, checkpoint_file_suffix: str = "", allow_pickle: bool = False
+) -> dict[str, Any]:
+    """Loads the checkpoint a job saved; raises FileNotFoundError if there is none.
+
+    Args:
+        job_name: Whose checkpoint to read; the current job's by default. A job started with
+            `copy_checkpoints_from_job` finds the earlier job's files under the earlier job's name.
+        checkpoint_file_suffix: The suffix it was saved with.
+        allow_pickle: Needed to read a checkpoint saved with data_format="pickle".
+    """
+    name = job_name or get_job_name()
+    path = _checkpoint_path(name, checkpoint_file_suffix)
+    return load_persisted_data(path.read_text(), allow_pickle)
+
+
+def save_job_result(
+    result_data: Any, data_format: PersistedJobDataFormat | str | None = None
+) -> None:
+    """Saves the job's result to `{results_dir}/results.json`, merged into what is there.
+
+    A value that is not a dict is stored as `{"result": value}`. Once the file is pickled it stays
+    pickled; asking for plaintext then is a TypeError, as in Braket.
+    """
+    if not isinstance(result_data, dict):
+        result_data = {"result": result_data}
+    path = Path(get_results_dir()) / RESULTS_FILE
+    current: dict[str, Any] = {}
+    fmt = PersistedJobDataFormat.parse(data_format) if data_format else PersistedJobDataFormat.PLAINTEXT
+    if path.exists():
+        document = json.loads(path.read_text())
+        existing_format = PersistedJobDataFormat.parse(document["dataFormat"])
+        if existing_format is PersistedJobDataFormat.PICKLED_V4:
+            if data_format is not None and fmt is PersistedJobDataFormat.PLAINTEXT:
+                raise TypeError(
+                    "Cannot update results object serialized with pickled_v4 using data format plaintext."
+                )
+            fmt = existing_format
+        current = deserialize_values(document["dataDictionary"], existing_format, allow_pickle=True)
+    _write_atomically(path, dump_persisted_data(current | result_data, fmt))
+
+
+def load_job_result(filename: str | Path | None = None, allow_pickle: bool = False) -> dict[str, Any]:
+    """Reads a `results.json` (the current job's by default); {} if there is none."""
+    path = Path(filename) if filename else Path(get_results_dir()) / RESULTS_FILE
+    if not path.exists():
+        return {}
+    return load_persisted_data(path.read_text(), allow_pickle)
+
+
+def format_metric_line(
+    metric_name: str, value: float, timestamp: float | None = None, iteration_number: int | None = None
+) -> str:
+    """The `Metrics - …` line that Braket's metric parsers read."""
+    if not METRIC_NAME.match(metric_name or ""):
+        raise ValueError(
+            f"Metric name {metric_name!r} must be letters, digits and underscores: Braket's parser "
+            f"reads only \\w+ (try {re.sub(r'[^0-9A-Za-z_]+', '_', str(metric_name)) or 'value'!r})."
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"Metric {metric_name!r} needs a number, got {value!r}.")
+    if math.isnan(float(value)):
+        raise ValueError(f"Metric {metric_name!r} is NaN, which no metric parser keeps.")
+    line = f"Metrics - timestamp={timestamp if timestamp is not None else time.time()}; {metric_name}={value};"
+    if iteration_number is not None:
+        line += f" iteration_number={iteration_number};"
+    return line
+
+
+def log_metric(
+    metric_name: str, value: float, timestamp: float | None = None, iteration_number: int | None = None
+) -> None:
+    """Records one metric value by printing Braket's metric line to the job's log.
+
+    Example:
+        `log_metric(metric_name="energy", value=-1.13, iteration_number=3)` prints
+        `Metrics - timestamp=1700000000.0; energy=-1.13; iteration_number=3;`
+    """
+    print(format_metric_line(metric_name, value, timestamp, iteration_number), flush=True)

@@ -1,0 +1,314 @@
+"""Prefect tasks for the life of a hybrid job: submit, wait, result, metrics, cancel.
+
+Submission is idempotent: the client token comes from the task run's place in its flow run, so
+a retried submission (or a retried flow) re-attaches to the job it started. Waiting forwards the
+job's log lines to the run logger, logs its events and queue position as they change, and turns
+its `log_metric` lines into a progress artifact and a metrics table artifact while it runs. A
+wait that ends early (timeout, cancellation, crash) cancels the job it was waiting for.
+
+Example:
+    ```python
+    from prefect import flow
+    from prefect_braket import JobSpec, submit_job, wait_for_job, get_job_result
+
+    @flow
+    def run(spec: JobSpec):
+        job = submit_job(spec)
+        wait_for_job(job, expected_iterations=10)
+        return get_job_result(job)
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from typing import Any
+
+import anyio
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging import get_run_logger
+
+from prefect_braket.backend import TERMINAL_STATES, JobBackend, backend_for, is_transient
+from prefect_braket.job_handle import HybridJob
+from prefect_braket.job_spec import JobSpec
+from prefect_braket.metrics import MetricsParser, MetricType, Statistic
+
+ITERATION_HYPERPARAMETERS = ("expected_iterations", "num_iterations", "max_iterations", "iterations",
+                             "n_iterations", "num_tasks", "num_steps", "steps", "maxiter")
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as error:
+        return is_transient(error)
+    return False
+
+
+def artifact_key(*parts: str) -> str:
+    """An artifact key from free text: lowercase letters, digits and hyphens only."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
+
+
+def client_token() -> str | None:
+    """A token naming this task call within its flow run: the same on every retry of it."""
+    context = TaskRunContext.get()
+    if context is None:
+        return None
+    run = context.task_run
+    identity = f"{run.flow_run_id or run.id}:{run.task_key}:{run.dynamic_key}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:64]
+
+
+@task(name="submit-braket-job", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
+      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+def submit_job(spec: JobSpec, backend: JobBackend | None = None) -> HybridJob:
+    """Creates the job described by `spec`; a retry of this task returns the same job.
+
+    Args:
+        spec: The job to create.
+        backend: Where to run it; by default chosen from the device ARN.
+    """
+    backend = backend or backend_for(spec.device)
+    arn = backend.create_job(spec, client_token=client_token())
+    get_run_logger().info("Hybrid job %s submitted: %s (device %s)", spec.job_name, arn, spec.device)
+    return HybridJob(arn, backend)
+
+
+class JobWatcher:
+    """One wait's worth of state: where the log was read up to, metrics so far, what was published."""
+
+    def __init__(
+        self, job: HybridJob, expected_iterations: int | None, table_every_seconds: float,
+        poll_interval_seconds: float, timeout_seconds: float | None, logger: Any = None,
+    ):
+        self.job = job
+        # Artifacts belong to a run; outside one (a block used from a script) only logs are written.
+        self.publish_artifacts = FlowRunContext.get() is not None or TaskRunContext.get() is not None
+        self.poll_interval_seconds = poll_interval_seconds
+        self.timeout_seconds = timeout_seconds
+        self.deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        self.delay = min(0.05, poll_interval_seconds)
+        self.final: dict[str, Any] | None = None
+        self.logger = logger or get_run_logger()
+        self.parser = MetricsParser()
+        self.cursor: Any = None
+        self.events_seen = 0
+        self.last_status: str | None = None
+        self.last_position: str | None = None
+        self.expected_iterations = expected_iterations
+        self.table_every_seconds = table_every_seconds
+        self.table_published_at = 0.0
+        self.table_rows_published = 0
+        self.progress_id: Any = None
+        self.progress_value = -1.0
+        self.key = artifact_key(job.name)
+
+    def step(self) -> float | None:
+        """Polls once; returns how long to pause before the next poll, or None once the job ended."""
+        meta = self.poll()
+        if meta["status"] in TERMINAL_STATES:
+            self.summarize(meta)
+            self.final = meta
+            return None
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TimeoutError(f"Job {self.job.arn} did not end within {self.timeout_seconds} s.")
+        delay, self.delay = self.delay, min(self.delay * 1.5, self.poll_interval_seconds)
+        return delay
+
+    def cancel_unfinished(self, error: BaseException) -> None:
+        """Cancels the job if this wait stopped before the job ended, unless a retry will resume it."""
+        if isinstance(error, Exception) and is_transient(error):
+            return
+        if self.last_status not in TERMINAL_STATES:
+            status = self.job.cancel()
+            self.logger.warning("Waiting for job %s stopped early; the job was cancelled (%s).", self.job.arn, status)
+
+    def poll(self) -> dict[str, Any]:
+        """Reads what is new; returns the job's metadata."""
+        meta = self.job.metadata()
+        if self.expected_iterations is None:
+            self.expected_iterations = _expected_iterations(meta)
+        chunk = self.job.backend.read_log(self.job.arn, self.cursor)
+        self.cursor = chunk.cursor
+        for index, line in enumerate(chunk.lines):
+            stamp = chunk.timestamps[index] if index < len(chunk.timestamps) else None
+            self.parser.feed(line, stamp)
+            self.logger.info("[%s] %s", meta["jobName"], line)
+        self._log_changes(meta)
+        finished = meta["status"] in TERMINAL_STATES
+        self._publish(meta["status"], finished)
+        return meta
+
+    def _log_changes(self, meta: dict[str, Any]) -> None:
+        for event in meta.get("events", [])[self.events_seen:]:
+            message = f": {event['message']}" if event.get("message") else ""
+            self.logger.info("Job %s event %s%s", meta["jobName"], event["eventType"], message)
+        self.events_seen = len(meta.get("events", []))
+        position = (meta.get("queueInfo") or {}).get("position")
+        if meta["status"] == "QUEUED" and position not in (None, "None") and position != self.last_position:
+            self.logger.info("Job %s is queued at position %s", meta["jobName"], position)
+        self.last_position = position
+        if meta["status"] != self.last_status:
+            self.logger.info("Job %s is %s", meta["jobName"], meta["status"])
+            self.last_status = meta["status"]
+
+    def _progress(self, status: str) -> float:
+        if status == "COMPLETED":
+            return 100.0
+        iterations = [r["iteration_number"] for r in self.parser.rows if "iteration_number" in r]
+        if self.expected_iterations and iterations:
+            return min(99.0, 100.0 * (max(iterations) + 1) / self.expected_iterations)
+        return 0.0
+
+    def _publish(self, status: str, finished: bool) -> None:
+        if not self.publish_artifacts:
+            return
+        progress = self._progress(status)
+        if self.progress_id is None:
+            self.progress_id = create_progress_artifact(
+                progress, key=f"{self.key}-progress", description=f"Progress of hybrid job {self.job.name}"
+            )
+            self.progress_value = progress
+        elif progress != self.progress_value:
+            update_progress_artifact(self.progress_id, progress)
+            self.progress_value = progress
+        rows = len(self.parser.rows)
+        due = time.monotonic() - self.table_published_at >= self.table_every_seconds
+        if rows and rows != self.table_rows_published and (due or finished):
+            create_table_artifact(
+                self.metrics_table(),
+                key=f"{self.key}-metrics",
+                description=f"`log_metric` values of hybrid job {self.job.name} ({self.job.arn})",
+            )
+            self.table_published_at = time.monotonic()
+            self.table_rows_published = rows
+
+    def metrics_table(self) -> dict[str, list]:
+        pivot: MetricType = "iteration_number" if any("iteration_number" in r for r in self.parser.rows) else "timestamp"
+        return self.parser.table(pivot)
+
+    def summarize(self, meta: dict[str, Any]) -> None:
+        if not self.publish_artifacts:
+            return
+        started, ended = meta.get("startedAt"), meta.get("endedAt")
+        duration = f"{(ended - started).total_seconds():.1f} s" if started and ended else "n/a"
+        table = self.metrics_table()
+        last = {name: values[-1] for name, values in table.items() if values and name not in ("timestamp",)}
+        lines = [
+            f"# Hybrid job `{meta['jobName']}`",
+            "",
+            "| field | value |",
+            "|---|---|",
+            f"| ARN | `{meta['jobArn']}` |",
+            f"| device | `{meta['deviceConfig']['device']}` |",
+            f"| status | **{meta['status']}** |",
+            f"| run time | {duration} |",
+            f"| metric lines | {len(self.parser.rows)} |",
+        ]
+        if meta.get("failureReason"):
+            lines.append(f"| failure reason | {meta['failureReason']} |")
+        lines += [f"| last {name} | {value} |" for name, value in last.items()]
+        create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description=f"Hybrid job {meta['jobName']}")
+
+
+def _expected_iterations(meta: dict[str, Any]) -> int | None:
+    hyperparameters = meta.get("hyperParameters") or {}
+    for name in ITERATION_HYPERPARAMETERS:
+        try:
+            return int(hyperparameters[name])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+@task(name="wait-for-braket-job", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
+      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+def wait_for_job(
+    job: HybridJob,
+    poll_interval_seconds: float = 5.0,
+    timeout_seconds: float | None = None,
+    expected_iterations: int | None = None,
+    table_every_seconds: float = 10.0,
+    cancel_on_exit: bool = True,
+) -> dict[str, Any]:
+    """Waits for a job to end, showing its log, events, queue position and metrics as it runs.
+
+    Args:
+        job: The job to wait for.
+        poll_interval_seconds: The longest pause between polls (they start fast and slow down).
+        timeout_seconds: Give up (and cancel the job) after this long.
+        expected_iterations: The number of iterations the job logs metrics for, for the progress
+            artifact; by default read from a hyperparameter such as `num_iterations` or `num_tasks`.
+        table_every_seconds: How often the metrics table artifact is refreshed while the job runs.
+        cancel_on_exit: Cancel the job if the wait ends before it does (timeout, flow cancelled).
+
+    Returns:
+        The job's final metadata. A job that fails is not an error here; `get_job_result` raises.
+    """
+    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds)
+    try:
+        while (delay := watcher.step()) is not None:
+            time.sleep(delay)
+    except BaseException as error:
+        if cancel_on_exit:
+            watcher.cancel_unfinished(error)
+        raise
+    return watcher.final
+
+
+@task(name="wait-for-braket-job-async", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
+      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+async def wait_for_job_async(
+    job: HybridJob,
+    poll_interval_seconds: float = 5.0,
+    timeout_seconds: float | None = None,
+    expected_iterations: int | None = None,
+    table_every_seconds: float = 10.0,
+    cancel_on_exit: bool = True,
+) -> dict[str, Any]:
+    """`wait_for_job` for async flows: polls in a worker thread, so many jobs wait side by side.
+
+    Example:
+        ```python
+        metas = await asyncio.gather(*(wait_for_job_async(job) for job in jobs))
+        ```
+    """
+    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds)
+    try:
+        while (delay := await anyio.to_thread.run_sync(watcher.step)) is not None:
+            await asyncio.sleep(delay)
+    except BaseException as error:
+        if cancel_on_exit:
+            await anyio.to_thread.run_sync(watcher.cancel_unfinished, error)
+        raise
+    return watcher.final
+
+
+@task(name="get-braket-job-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
+      retry_condition_fn=_retry_transient)
+def get_job_result(job: HybridJob, allow_pickle: bool = False) -> dict[str, Any]:
+    """The `results.json` of a job that has ended; raises `JobFailedError` for a failed or cancelled job."""
+    return job.fetch_result(allow_pickle)
+
+
+@task(name="get-braket-job-metrics", cache_policy=NO_CACHE)
+def get_job_metrics(
+    job: HybridJob, metric_type: MetricType = "timestamp", statistic: Statistic = "max"
+) -> dict[str, list]:
+    """The job's `log_metric` values as Braket's column dictionary."""
+    return job.metrics(metric_type, statistic)
+
+
+@task(name="cancel-braket-job", cache_policy=NO_CACHE)
+def cancel_job(job: HybridJob) -> str:
+    """Asks a job to stop; returns CANCELLING, or the status of a job that already ended."""
+    status = job.cancel()
+    get_run_logger().info("Cancel requested for job %s: %s", job.arn, status)
+    return status

@@ -1,0 +1,59 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from prefect_braket.backend import TERMINAL_STATES
+from prefect_braket.local_engine import LocalEngine
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server(tmp_path_factory):
+    """One real Prefect test server for the whole session (it takes ~10 s to start)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(tmp_path_factory.mktemp("prefect-results"))
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with prefect_test_harness():
+            yield
+
+
+@pytest.fixture(autouse=True)
+def engine(tmp_path, monkeypatch) -> LocalEngine:
+    """An embedded engine of this test's own; whatever job it leaves running is cancelled after."""
+    root = tmp_path / "engine"
+    monkeypatch.setenv("PREFECT_BRAKET_HOME", str(root))
+    engine = LocalEngine(root)
+    yield engine
+    for index in (root / "arns").glob("*") if (root / "arns").exists() else []:
+        arn = "local:job/" + index.name
+        if engine.get_job(arn)["status"] not in TERMINAL_STATES:
+            engine.cancel_job(arn)
+
+
+def job_count(engine: LocalEngine) -> int:
+    arns = engine.root / "arns"
+    return len(list(arns.iterdir())) if arns.exists() else 0
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
