@@ -167,17 +167,19 @@ class JobWatcher:
             return min(99.0, 100.0 * (max(iterations) + 1) / self.expected_iterations)
         return 0.0
 
+    # The artifact calls run in a worker thread under async waits: `_sync=True` keeps them blocking
+    # calls there instead of coroutines that nobody awaits.
     def _publish(self, status: str, finished: bool) -> None:
         if not self.publish_artifacts:
             return
         progress = self._progress(status)
         if self.progress_id is None:
             self.progress_id = create_progress_artifact(
-                progress, key=f"{self.key}-progress", description=f"Progress of hybrid job {self.job.name}"
+                progress, key=f"{self.key}-progress", description=f"Progress of hybrid job {self.job.name}", _sync=True
             )
             self.progress_value = progress
         elif progress != self.progress_value:
-            update_progress_artifact(self.progress_id, progress)
+            update_progress_artifact(self.progress_id, progress, _sync=True)
             self.progress_value = progress
         rows = len(self.parser.rows)
         due = time.monotonic() - self.table_published_at >= self.table_every_seconds
@@ -186,6 +188,7 @@ class JobWatcher:
                 self.metrics_table(),
                 key=f"{self.key}-metrics",
                 description=f"`log_metric` values of hybrid job {self.job.name} ({self.job.arn})",
+                _sync=True,
             )
             self.table_published_at = time.monotonic()
             self.table_rows_published = rows
@@ -215,7 +218,9 @@ class JobWatcher:
         if meta.get("failureReason"):
             lines.append(f"| failure reason | {meta['failureReason']} |")
         lines += [f"| last {name} | {value} |" for name, value in last.items()]
-        create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description=f"Hybrid job {meta['jobName']}")
+        create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description=f"Hybrid job {meta['jobName']}",
+            _sync=True,
+        )
 
 
 def _expected_iterations(meta: dict[str, Any]) -> int | None:

@@ -368,3 +368,21 @@ def test_missing_dependencies_are_named(engine):
     assert job_count(engine) == 0
     ok = hybrid_job(device="local:braket/braket_sv", dependencies=["numpy>=1"])(lambda: 2)()
     assert ok.result() == {"result": 2}
+
+
+def test_include_modules_ship_helper_code_by_value(engine):
+    from helpers import scaling
+
+    @hybrid_job(device="local:braket/braket_sv", include_modules="helpers.scaling")
+    def uses_helper(x: int):
+        return scaling.scale(x)
+
+    job = uses_helper(5)
+    # The job process cannot import the tests' helpers package: the code went in the pickle.
+    assert job.result() == {"result": 15}
+    import cloudpickle
+
+    assert "helpers.scaling" not in cloudpickle.list_registry_pickle_by_value()
+    without = hybrid_job(device="local:braket/braket_sv")(uses_helper.__wrapped__)(5)
+    with pytest.raises(JobFailedError, match="No module named 'helpers'"):
+        without.result()

@@ -35,6 +35,11 @@ def _latest_artifacts(flow_run_id):
     return latest
 
 
+def await_result(state):
+    result = state.result()
+    return asyncio.run(result) if asyncio.iscoroutine(result) else result
+
+
 def _task_runs(flow_run_id, expected):
     def read():
         with get_client(sync_client=True) as client:
@@ -137,12 +142,17 @@ def test_async_waits_run_side_by_side(engine):
         return jobs, metas
 
     started = time.monotonic()
-    jobs, metas = asyncio.run(experiment())
+    state = asyncio.run(experiment(return_state=True))
+    jobs, metas = await_result(state)
     assert [m["status"] for m in metas] == ["COMPLETED", "COMPLETED"]
     assert [j.result() for j in jobs] == [{"result": 1.0}, {"result": 1.0}]
     # Both ran at once: their run windows overlap.
     assert metas[0]["startedAt"] < metas[1]["endedAt"] and metas[1]["startedAt"] < metas[0]["endedAt"]
     assert time.monotonic() - started < 20
+    artifacts = _latest_artifacts(state.state_details.flow_run_id)
+    for job in jobs:
+        assert artifacts[f"{artifact_key(job.name)}-progress"].data == 100.0
+        assert "COMPLETED" in artifacts[f"{artifact_key(job.name)}-summary"].data
 
 
 def test_job_block_is_saved_loaded_and_triggered(engine, tmp_path):
@@ -180,3 +190,66 @@ def test_handle_pickles_and_reattaches(engine):
     copy = pickle.loads(pickle.dumps(job))
     assert copy == job and isinstance(copy, HybridJob)
     assert copy.result() == {"final_theta": pytest.approx(0.1)}
+
+
+STOPPED_FLOW = """
+import sys, time
+from prefect import flow
+from prefect_braket import hybrid_job
+
+@hybrid_job(device="local:braket/braket_sv")
+def long_job():
+    time.sleep(120)
+
+@flow
+def experiment():
+    job = long_job()
+    print(job.arn, flush=True)
+    job.result(poll_interval_seconds=0.2)
+
+experiment()
+"""
+
+
+def test_stopping_the_flow_process_cancels_its_job(engine, tmp_path):
+    """A deployment's flow run is cancelled by SIGTERM to its process; its job must not run on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = tmp_path / "stopped_flow.py"
+    script.write_text(STOPPED_FLOW)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_BRAKET_HOME=str(engine.root))
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        arn = process.stdout.readline().strip()
+        job = HybridJob.attach(arn, engine)
+        wait_for(lambda: job.state() == "RUNNING", timeout=30)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    meta = job.wait_until_complete(timeout_seconds=15, poll_interval_seconds=0.1)
+    assert meta["status"] == "CANCELLED"
+    assert not pid_alive(engine.process_ids(arn)["process_group"])
+
+
+def test_shipped_block_documents_save_and_run(engine, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # the documents name their sources relative to the repository
+    spec = importlib.util.spec_from_file_location("save_blocks", repo / "blocks" / "save_blocks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "braket-hybrid-job/example-training" in module.save_all(repo / "blocks", overwrite=True)
+
+    block = BraketHybridJob.load("example-training")
+    block.engine_home = str(engine.root)
+    run = asyncio.run(block.trigger())
+    asyncio.run(run.wait_for_completion())
+    assert asyncio.run(run.fetch_result()) == {"final_theta": pytest.approx(0.5)}
