@@ -47,7 +47,7 @@ TRANSIENT_ERROR_CODES = frozenset({
 def is_transient(error: BaseException) -> bool:
     """Whether trying the same call again may succeed: throttling, a 5xx, a dropped connection."""
     # A TimeoutError is a deadline that passed (a wait, a flow), not a call worth repeating.
-    if isinstance(error, ConnectionError):
+    if isinstance(error, ConnectionError) or getattr(error, "retryable", False):
         return True
     response = getattr(error, "response", None)
     if isinstance(response, dict):

@@ -1,4 +1,8 @@
-"""Blocks: a saved hybrid-job configuration, triggered from flows and deployments.
+"""Blocks: devices, and saved hybrid-job configurations triggered from flows and deployments.
+
+`BraketDevice` is a device and how to reach it: it reports the device's status, queue depth and
+execution windows, refuses what the device cannot run before anything is paid for, and runs
+programs (`run`, `run_batch`) with the job's priority when inside a hybrid job.
 
 `BraketHybridJob` follows Prefect's `JobBlock`/`JobRun` pattern (as prefect-aws's Glue job
 does): `trigger()` submits a job from the saved configuration and returns a
@@ -9,17 +13,34 @@ run and whose `fetch_result()` returns its `results.json`.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import anyio
 from prefect.blocks.abstract import JobBlock, JobRun
+from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
-from pydantic import Field
+from pydantic import Field, PrivateAttr, field_validator
 
 from prefect_braket.backend import JobBackend, backend_for
 from prefect_braket.job_handle import HybridJob
+from prefect_braket.cost import Budget, PriceTable
+from prefect_braket.devices import (
+    LOCAL_SIMULATORS,
+    DeviceDescription,
+    LocalSimulator,
+    QueueDepth,
+    QueueSize,
+    check_device_arn,
+    check_runnable,
+    device_region,
+    job_priority_token,
+)
 from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition
+from prefect_braket.programs import to_program
+from prefect_braket.results import TaskResult
 from prefect_braket.tasks import JobWatcher
 
 LOGO_URL = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
@@ -127,3 +148,186 @@ class BraketHybridJob(JobBlock[dict]):
         arn = await anyio.to_thread.run_sync(backend.create_job, spec)
         self.logger.info("Hybrid job %s submitted: %s", spec.job_name, arn)
         return BraketHybridJobRun(HybridJob(arn, backend), self.poll_interval_seconds, self.allow_pickle)
+
+
+DEFAULT_SHOTS_QPU = 1000
+DESCRIPTION_MAX_AGE_SECONDS = 60.0
+
+
+class BraketDevice(Block):
+    """A quantum device, local or on Amazon Braket, and how to run programs on it.
+
+    The region follows the device ARN. Inside a hybrid job, programs sent to the job's device
+    carry the job's token (its priority queue); programs sent elsewhere run in the normal queue.
+
+    Example:
+        Run a parametric program on a saved device:
+        ```python
+        from prefect_braket import BraketDevice
+
+        device = BraketDevice.load("BLOCK_NAME")
+        result = device.run(PROGRAM, shots=100, inputs={"theta": 0.3})
+        result.values[0], result.measurement_counts
+        ```
+    """
+
+    _block_type_name = "Braket Device"
+    _logo_url = LOGO_URL
+    _documentation_url = "https://docs.aws.amazon.com/braket/latest/developerguide/braket-devices.html"
+
+    device_arn: str = Field(
+        default="local:braket/braket_sv",
+        description="The device ARN (an AWS QPU or simulator ARN, or local:braket/braket_sv or local:braket/braket_dm).",
+    )
+    aws_credentials: Optional[AwsCredentials] = Field(
+        default=None, description="Credentials for Amazon Braket; the default boto3 chain when unset."
+    )
+    s3_bucket: Optional[str] = Field(
+        default=None, description="Bucket for task results; by default amazon-braket-{region}-{account}."
+    )
+    s3_prefix: str = Field(default="tasks", description="Key prefix of task results in the bucket.")
+    default_shots: Optional[int] = Field(
+        default=None, ge=0, description="Shots when a run names none: 1000 on QPUs and 0 (exact) on simulators by default."
+    )
+    reservation_arn: Optional[str] = Field(
+        default=None, description="A Braket Direct reservation whose time window the tasks run in."
+    )
+    max_cost_usd: Optional[float] = Field(
+        default=None, ge=0, description="A budget: a task whose estimated cost would pass it is refused."
+    )
+    max_parallel: int = Field(
+        default=10, ge=1, le=100, description="Tasks of a batch in flight at once (Braket limits request rates)."
+    )
+
+    _budget: Optional[Budget] = PrivateAttr(default=None)
+    _clients: dict = PrivateAttr(default_factory=dict)
+    _device_description: Optional[tuple[float, DeviceDescription]] = PrivateAttr(default=None)
+
+    @field_validator("device_arn")
+    @classmethod
+    def _known_arn(cls, value: str) -> str:
+        return check_device_arn(value)
+
+    @property
+    def is_local(self) -> bool:
+        return self.device_arn in LOCAL_SIMULATORS
+
+    @property
+    def region(self) -> Optional[str]:
+        """The device's region (from its ARN), the credentials' region for region-less ARNs, None locally."""
+        if self.is_local:
+            return None
+        return device_region(self.device_arn) or (self.aws_credentials and self.aws_credentials.region_name) or "us-east-1"
+
+    @property
+    def budget(self) -> Budget:
+        """What this device has spent, against `max_cost_usd`."""
+        if self._budget is None:
+            self._budget = Budget(self.max_cost_usd)
+        return self._budget
+
+    def braket_client(self) -> Any:
+        """A boto3 Braket client in the device's region, with botocore's adaptive retries."""
+        region = self.region
+        if region not in self._clients:
+            import boto3
+            from botocore.config import Config
+
+            session = self.aws_credentials.get_boto3_session() if self.aws_credentials else boto3.Session()
+            params = self.aws_credentials.aws_client_parameters.get_params_override() if self.aws_credentials else {}
+            params.setdefault("config", Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+            self._clients[region] = session.client("braket", region_name=region, **params)
+        return self._clients[region]
+
+    # -- what the device is ---------------------------------------------------------------------
+
+    def description(self, max_age_seconds: float = 0.0) -> DeviceDescription:
+        """The device's description; a fresh GetDevice unless one younger than `max_age_seconds` is at hand."""
+        cached = self._device_description
+        if cached and time.monotonic() - cached[0] <= max_age_seconds:
+            return cached[1]
+        if self.is_local:
+            description = LocalSimulator.describe(self.device_arn)
+        else:
+            description = DeviceDescription.from_get_device(self.braket_client().get_device(deviceArn=self.device_arn))
+        self._device_description = (time.monotonic(), description)
+        return description
+
+    def status(self) -> str:
+        """ONLINE, OFFLINE or RETIRED."""
+        return self.description().status
+
+    def queue_depth(self) -> QueueDepth:
+        """Tasks waiting in the normal and priority queues, and hybrid jobs queued, as Braket reports them."""
+        # A local simulator has no queue.
+        return self.description().queue_depth or QueueDepth(*(QueueSize.parse("0"),) * 3)
+
+    def window_open(self, at: Optional[datetime] = None) -> bool:
+        """Whether the device runs tasks now (or at `at`): inside one of its execution windows."""
+        return self.description(DESCRIPTION_MAX_AGE_SECONDS).window_open(at)
+
+    def next_window_opens(self, at: Optional[datetime] = None) -> Optional[datetime]:
+        """When the device next runs tasks (now if a window is open)."""
+        return self.description(DESCRIPTION_MAX_AGE_SECONDS).next_window_opens(at)
+
+    def resolve_shots(self, shots: Optional[int]) -> int:
+        if shots is not None:
+            return shots
+        if self.default_shots is not None:
+            return self.default_shots
+        return DEFAULT_SHOTS_QPU if "/qpu/" in self.device_arn else 0
+
+    def estimate_cost(self, shots: Optional[int] = None, tasks: int = 1) -> float:
+        """The estimated price of `tasks` tasks with `shots` shots (simulators: at their minimum billed time)."""
+        return tasks * self.budget.prices.task_cost(self.device_arn, self.resolve_shots(shots))
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, program: Any, shots: Optional[int] = None, inputs: Optional[dict[str, Any]] = None) -> TaskResult:
+        """Runs one program and returns its result, after checking the device can run it.
+
+        Args:
+            program: OpenQASM 3 source, a `Program`, a Braket `Circuit` or a Qiskit circuit.
+            shots: Shots to take; 0 asks a simulator for exact result types.
+            inputs: Values of the program's `input` parameters.
+
+        Raises:
+            DeviceUnavailableError: the device is OFFLINE or RETIRED.
+            DeviceCapabilityError: too many qubits, shots out of range, unsupported result type.
+            BudgetExceededError: the task's estimated cost would pass `max_cost_usd`.
+        """
+        resolved = to_program(program, inputs)
+        shots = self.resolve_shots(shots)
+        check_runnable(self.description(DESCRIPTION_MAX_AGE_SECONDS), resolved, shots)
+        token = job_priority_token(self.device_arn)
+        estimate = self.budget.prices.task_cost(self.device_arn, shots)
+        self.budget.reserve(estimate, f"A {shots}-shot task on {self.device_arn}")
+        if not self.is_local:
+            self.budget.settle(estimate, 0.0)
+            raise NotImplementedError(
+                f"Running tasks on {self.device_arn} needs the Amazon Braket backend, which is not in this "
+                "release yet; use local:braket/braket_sv or local:braket/braket_dm."
+            )
+        task_arn, document, elapsed_ms = LocalSimulator.run(self.device_arn, resolved, shots)
+        return TaskResult.from_gate_model(
+            document, task_arn, self.device_arn, program=resolved,
+            queue_priority="Priority" if token else "Normal", cost_usd=estimate,
+            execution_duration_ms=elapsed_ms,
+        )
+
+    def run_batch(
+        self, programs: Sequence[Any], shots: Optional[int] = None,
+        inputs: Optional[dict[str, Any] | Sequence[dict[str, Any]]] = None, max_parallel: Optional[int] = None,
+    ) -> list[TaskResult]:
+        """Runs several programs at once (at most `max_parallel` in flight); results in program order.
+
+        `inputs` is one dict for every program, or one dict per program.
+        """
+        if isinstance(inputs, dict) or inputs is None:
+            per_program = [inputs] * len(programs)
+        else:
+            per_program = list(inputs)
+            if len(per_program) != len(programs):
+                raise ValueError(f"{len(programs)} programs but {len(per_program)} input sets.")
+        with ThreadPoolExecutor(max_workers=max_parallel or self.max_parallel) as pool:
+            return list(pool.map(lambda pair: self.run(pair[0], shots, pair[1]), zip(programs, per_program)))

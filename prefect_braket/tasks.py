@@ -43,7 +43,8 @@ ITERATION_HYPERPARAMETERS = ("expected_iterations", "num_iterations", "max_itera
                              "n_iterations", "num_tasks", "num_steps", "steps", "maxiter")
 
 
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """A `retry_condition_fn` that retries only what can succeed on retry (`backend.is_transient`)."""
     try:
         state.result()
     except Exception as error:
@@ -67,7 +68,7 @@ def client_token() -> str | None:
 
 
 @task(name="submit-braket-job", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
-      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+      retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
 def submit_job(spec: JobSpec, backend: JobBackend | None = None) -> HybridJob:
     """Creates the job described by `spec`; a retry of this task returns the same job.
 
@@ -234,7 +235,7 @@ def _expected_iterations(meta: dict[str, Any]) -> int | None:
 
 
 @task(name="wait-for-braket-job", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
-      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+      retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
 def wait_for_job(
     job: HybridJob,
     poll_interval_seconds: float = 5.0,
@@ -269,7 +270,7 @@ def wait_for_job(
 
 
 @task(name="wait-for-braket-job-async", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
-      retry_jitter_factor=0.5, retry_condition_fn=_retry_transient)
+      retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
 async def wait_for_job_async(
     job: HybridJob,
     poll_interval_seconds: float = 5.0,
@@ -297,7 +298,7 @@ async def wait_for_job_async(
 
 
 @task(name="get-braket-job-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
-      retry_condition_fn=_retry_transient)
+      retry_condition_fn=retry_if_transient)
 def get_job_result(job: HybridJob, allow_pickle: bool = False) -> dict[str, Any]:
     """The `results.json` of a job that has ended; raises `JobFailedError` for a failed or cancelled job."""
     return job.fetch_result(allow_pickle)
