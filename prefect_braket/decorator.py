@@ -127,7 +127,7 @@ def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]
 
 def hybrid_job(
     *,
-    device: str | None,
+    device: Any,
     include_modules: str | ModuleType | Iterable[str | ModuleType] | None = None,
     dependencies: str | Path | list[str] | None = None,
     local: bool = False,
@@ -145,13 +145,16 @@ def hybrid_job(
     reservation_arn: str | None = None,
     data_format: PersistedJobDataFormat | str = PersistedJobDataFormat.PLAINTEXT,
     backend: str | JobBackend | None = None,
+    device_concurrency_limit: bool = False,
+    wait_for_execution_window: bool = False,
+    max_window_wait_seconds: float = 86400.0,
 ) -> Callable[[Callable[..., Any]], Callable[..., HybridJob]]:
     """Turns a function into a hybrid job: each call submits one job and returns its `HybridJob`.
 
     Args:
         device: The device whose tasks get the job's priority: an AWS device ARN, or
-            "local:braket/braket_sv" / "local:braket/braket_dm" for the local simulators.
-            Inside the job, `get_job_device_arn()` returns it.
+            "local:braket/braket_sv" / "local:braket/braket_dm" for the local simulators, or a
+            `BraketDevice` block. Inside the job, `get_job_device_arn()` returns its ARN.
         include_modules: Modules pickled by value with the function (the function's own module
             always is, unless it is an installed package).
         dependencies: A requirements file or a list of requirements. On Amazon Braket the
@@ -168,6 +171,12 @@ def hybrid_job(
             with `result(allow_pickle=True)`).
         backend: "local" (embedded engine), "aws" (Amazon Braket) or a backend instance; by
             default, "local" for `local:` devices and "aws" for AWS ARNs.
+        device_concurrency_limit: In a flow, hold a Prefect global concurrency limit of one slot
+            per device while the job runs, so that one of your jobs at a time uses the QPU; the
+            call then returns once the job has ended.
+        wait_for_execution_window: In a flow, hold the submission until the device's execution
+            window opens (at most `max_window_wait_seconds`), rather than paying for an idle
+            job instance.
         instance_config, checkpoint_config, stopping_condition, output_data_config, role_arn,
         image_uri, tags, reservation_arn: As in Braket's CreateJob; the embedded engine enforces
             `stopping_condition.maxRuntimeInSeconds`.
@@ -189,7 +198,8 @@ def hybrid_job(
         job.result()               # {"final_theta": 0.5}
         ```
     """
-    device = device or "local:none/none"
+    device_block = device if hasattr(device, "device_arn") else None
+    device = device_block.device_arn if device_block is not None else device or "local:none/none"
     if job_name is not None:
         validate_job_name(job_name)
     fmt = PersistedJobDataFormat.parse(data_format)
@@ -244,9 +254,17 @@ def hybrid_job(
                     tags=dict(tags or {}),
                 )
                 if in_flow_run():
-                    from prefect_braket.tasks import submit_job
+                    from prefect_braket.tasks import run_job_exclusively, submit_job
 
-                    job = submit_job.with_options(task_run_name=f"submit-{spec.job_name}")(spec, job_backend)
+                    window = None
+                    if wait_for_execution_window:
+                        from prefect_braket.blocks import BraketDevice
+
+                        window = device_block or BraketDevice(device_arn=device)
+                    submit = run_job_exclusively if device_concurrency_limit else submit_job
+                    job = submit.with_options(task_run_name=f"submit-{spec.job_name}")(
+                        spec, job_backend, window, max_window_wait_seconds
+                    )
                 else:
                     job = HybridJob(job_backend.create_job(spec), job_backend)
             if wait_until_complete:

@@ -25,14 +25,19 @@ import asyncio
 import hashlib
 import re
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 from prefect import task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.logging import get_run_logger
+from prefect.logging import get_logger, get_run_logger
 
 from prefect_braket.backend import TERMINAL_STATES, JobBackend, backend_for, is_transient
 from prefect_braket.job_handle import HybridJob
@@ -67,19 +72,88 @@ def client_token() -> str | None:
     return hashlib.sha256(identity.encode()).hexdigest()[:64]
 
 
+def device_limit_name(device_arn: str) -> str:
+    """The Prefect global concurrency limit that keeps one of your jobs at a time on a device."""
+    return artifact_key("braket-device", device_arn.split("device/")[-1])
+
+
+def ensure_device_limit(name: str) -> None:
+    """Creates the device's limit (1 slot) unless it exists; concurrent creators are fine."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass
+
+
+def wait_for_execution_window(device: Any, max_wait_seconds: float) -> None:
+    """Holds a submission until the device's execution window opens, rather than paying for an
+    idle job instance; raises if it opens later than `max_wait_seconds` from now."""
+    opens = device.next_window_opens()
+    now = datetime.now(timezone.utc)
+    if opens is None or opens <= now:
+        return
+    wait = (opens - now).total_seconds()
+    if wait > max_wait_seconds:
+        raise TimeoutError(
+            f"{device.device_arn} opens its next execution window at {opens.isoformat()}, {wait:.0f} s from now, "
+            f"later than max_window_wait_seconds={max_wait_seconds:.0f}: submit closer to then or wait longer."
+        )
+    get_run_logger().info("Holding the submission until %s opens its execution window at %s", device.device_arn, opens)
+    time.sleep(wait)
+
+
+def _create(spec: JobSpec, backend: JobBackend | None, window_device: Any, max_window_wait_seconds: float) -> HybridJob:
+    if window_device is not None:
+        wait_for_execution_window(window_device, max_window_wait_seconds)
+    backend = backend or backend_for(spec.device)
+    arn = backend.create_job(spec, client_token=client_token())
+    get_run_logger().info("Hybrid job %s submitted: %s (device %s)", spec.job_name, arn, spec.device)
+    job = HybridJob(arn, backend)
+    cancel_with_flow_run(job)
+    return job
+
+
 @task(name="submit-braket-job", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
       retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
-def submit_job(spec: JobSpec, backend: JobBackend | None = None) -> HybridJob:
+def submit_job(
+    spec: JobSpec, backend: JobBackend | None = None, wait_for_window: Any = None,
+    max_window_wait_seconds: float = 86400.0,
+) -> HybridJob:
     """Creates the job described by `spec`; a retry of this task returns the same job.
 
     Args:
         spec: The job to create.
         backend: Where to run it; by default chosen from the device ARN.
+        wait_for_window: A `BraketDevice` whose execution window the submission waits for.
+        max_window_wait_seconds: The longest that wait may be; a later window is an error.
     """
-    backend = backend or backend_for(spec.device)
-    arn = backend.create_job(spec, client_token=client_token())
-    get_run_logger().info("Hybrid job %s submitted: %s (device %s)", spec.job_name, arn, spec.device)
-    return HybridJob(arn, backend)
+    return _create(spec, backend, wait_for_window, max_window_wait_seconds)
+
+
+@task(name="run-braket-job-exclusively", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 20],
+      retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
+def run_job_exclusively(
+    spec: JobSpec, backend: JobBackend | None = None, wait_for_window: Any = None,
+    max_window_wait_seconds: float = 86400.0, slot_timeout_seconds: float | None = None,
+    poll_interval_seconds: float = 5.0,
+) -> HybridJob:
+    """Submits a job and waits for it while holding the device's global concurrency limit.
+
+    The limit (`braket-device-<provider>-<name>`, one slot, created if missing) is shared by
+    every flow on the same Prefect server, so at most one of your jobs runs on the QPU at a
+    time; the next waits here, not in Braket's queue. Returns the ended job.
+    """
+    name = device_limit_name(spec.device)
+    ensure_device_limit(name)
+    get_run_logger().info("Waiting for a slot of concurrency limit %s", name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=slot_timeout_seconds):
+        job = _create(spec, backend, wait_for_window, max_window_wait_seconds)
+        wait_for_job.fn(job, poll_interval_seconds=poll_interval_seconds)
+    return job
 
 
 class JobWatcher:
@@ -122,14 +196,6 @@ class JobWatcher:
             raise TimeoutError(f"Job {self.job.arn} did not end within {self.timeout_seconds} s.")
         delay, self.delay = self.delay, min(self.delay * 1.5, self.poll_interval_seconds)
         return delay
-
-    def cancel_unfinished(self, error: BaseException) -> None:
-        """Cancels the job if this wait stopped before the job ended, unless a retry will resume it."""
-        if isinstance(error, Exception) and is_transient(error):
-            return
-        if self.last_status not in TERMINAL_STATES:
-            status = self.job.cancel()
-            self.logger.warning("Waiting for job %s stopped early; the job was cancelled (%s).", self.job.arn, status)
 
     def poll(self) -> dict[str, Any]:
         """Reads what is new; returns the job's metadata."""
@@ -224,6 +290,47 @@ class JobWatcher:
         )
 
 
+def cancel_unless_resumable(job: HybridJob, error: BaseException, logger: Any) -> None:
+    """Cancels a job whose wait stopped early, unless the error is transient (a retry resumes the wait)."""
+    if isinstance(error, Exception) and is_transient(error):
+        return
+    if job.state() not in TERMINAL_STATES:
+        status = job.cancel()
+        logger.warning("Waiting for job %s stopped early (%s); the job was cancelled (%s).",
+                       job.arn, type(error).__name__, status)
+
+
+_unfinished: dict[Any, set[HybridJob]] = {}
+
+
+def _cancel_jobs_of_ended_flow(flow: Any, flow_run: Any, state: Any) -> None:
+    for job in _unfinished.pop(flow_run.id, set()):
+        if job.state() not in TERMINAL_STATES:
+            job.cancel()
+            get_logger("prefect_braket").warning(
+                "Flow run %s ended %s; its job %s was cancelled.", flow_run.name, state.name, job.arn
+            )
+
+
+def cancel_with_flow_run(job: HybridJob) -> None:
+    """Cancels `job` if the current flow run crashes or is cancelled before the job ends.
+
+    A hook is added to the running flow (once); it cancels the flow run's unfinished jobs.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    _unfinished.setdefault(context.flow_run.id, set()).add(job)
+    for hooks in (context.flow.on_crashed_hooks, context.flow.on_cancellation_hooks):
+        if _cancel_jobs_of_ended_flow not in hooks:
+            hooks.append(_cancel_jobs_of_ended_flow)
+
+
+def _forget(job: HybridJob) -> None:
+    for jobs in _unfinished.values():
+        jobs.discard(job)
+
+
 def _expected_iterations(meta: dict[str, Any]) -> int | None:
     hyperparameters = meta.get("hyperParameters") or {}
     for name in ITERATION_HYPERPARAMETERS:
@@ -264,8 +371,9 @@ def wait_for_job(
             time.sleep(delay)
     except BaseException as error:
         if cancel_on_exit:
-            watcher.cancel_unfinished(error)
+            cancel_unless_resumable(job, error, watcher.logger)
         raise
+    _forget(job)
     return watcher.final
 
 
@@ -292,8 +400,9 @@ async def wait_for_job_async(
             await asyncio.sleep(delay)
     except BaseException as error:
         if cancel_on_exit:
-            await anyio.to_thread.run_sync(watcher.cancel_unfinished, error)
+            await anyio.to_thread.run_sync(cancel_unless_resumable, job, error, watcher.logger)
         raise
+    _forget(job)
     return watcher.final
 
 

@@ -1,0 +1,83 @@
+"""Quantum tasks on the local simulator: Prefect task runs against direct calls, batch against loop.
+
+    python bench/quantum_tasks.py [circuits]
+
+Measured in one process and one run, inside one flow, so the flow's own start and end are not
+counted: (1) `circuits` small circuits as `run_quantum_task` task runs (cached results persisted,
+as by default) against the same circuits through `BraketDevice.run` and against bare simulator
+calls; (2) a batch of 100 through `run_batch` against 100 sequential runs. Each case is timed
+`repeats` times; medians are reported, with ratios against the direct calls.
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import os  # noqa: E402
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="bench-results-")
+
+from prefect import flow  # noqa: E402
+
+from prefect_braket import BraketDevice, run_quantum_task  # noqa: E402
+from prefect_braket.devices import LocalSimulator  # noqa: E402
+from prefect_braket.programs import to_program  # noqa: E402
+
+PROGRAM = """OPENQASM 3.0;
+input float theta;
+qubit[2] q;
+rx(theta) q[0];
+cnot q[0], q[1];
+#pragma braket result expectation z(q[0])
+"""
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+@flow(name="bench-quantum-tasks")
+def bench(circuits: int, repeats: int) -> dict:
+    device = BraketDevice()
+    device.run(PROGRAM, shots=100, inputs={"theta": 0.0})  # load the simulator once
+    offset = iter(range(10**6))
+
+    def thetas(n):  # fresh angles each time, so no cached result is reused
+        base = next(offset)
+        return [base + i / (n + 1) for i in range(n)]
+
+    bare, direct, wrapped, sequential, batched = [], [], [], [], []
+    for _ in range(repeats):
+        programs = [to_program(PROGRAM, {"theta": t}) for t in thetas(circuits)]
+        bare.append(timed(lambda: [LocalSimulator.run(device.device_arn, p, 100) for p in programs]))
+        direct.append(timed(lambda: [device.run(PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(circuits)]))
+        wrapped.append(timed(lambda: [run_quantum_task(device, PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(circuits)]))
+        sequential.append(timed(lambda: [device.run(PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(100)]))
+        batched.append(timed(lambda: device.run_batch([PROGRAM] * 100, shots=100, inputs=[{"theta": t} for t in thetas(100)])))
+    median = statistics.median
+    return {
+        "circuits": circuits,
+        "repeats": repeats,
+        "bare_simulator_s": round(median(bare), 3),
+        "device_run_s": round(median(direct), 3),
+        "prefect_task_runs_s": round(median(wrapped), 3),
+        "per_task_overhead_ms": round((median(wrapped) - median(direct)) / circuits * 1000, 2),
+        "ratio_task_runs_to_device_run": round(median(wrapped) / median(direct), 2),
+        "ratio_device_run_to_bare_simulator": round(median(direct) / median(bare), 2),
+        "sequential_100_s": round(median(sequential), 3),
+        "batch_100_s": round(median(batched), 3),
+        "ratio_batch_to_sequential": round(median(batched) / median(sequential), 2),
+    }
+
+
+if __name__ == "__main__":
+    circuits = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    print(json.dumps(bench(circuits, repeats=3)))
