@@ -145,6 +145,21 @@ class Program:
         return {"braketSchemaHeader": PROGRAM_HEADER, "source": self.source, "inputs": self.inputs or None}
 
 
+# Qiskit's OpenQASM 3 export names gates after stdgates.inc; Braket's simulators and QPUs know
+# the same gates under Braket's names and read no include files.
+QISKIT_GATE_NAMES = {
+    "cx": "cnot", "ccx": "ccnot", "sdg": "si", "tdg": "ti", "sx": "v", "sxdg": "vi",
+    "p": "phaseshift", "cp": "cphaseshift", "id": "i", "u": "U",
+}
+QISKIT_GATE = re.compile(r"^(\s*)(" + "|".join(sorted(QISKIT_GATE_NAMES, key=len, reverse=True)) + r")\b", re.MULTILINE)
+
+
+def from_qiskit_source(source: str) -> str:
+    """Qiskit's OpenQASM 3 export, with gate names as Braket knows them and no stdgates.inc."""
+    source = re.sub(r'^\s*include\s+"stdgates.inc"\s*;\s*$', "", source, flags=re.MULTILINE)
+    return QISKIT_GATE.sub(lambda m: m.group(1) + QISKIT_GATE_NAMES[m.group(2)], source)
+
+
 def to_program(program: Any, inputs: dict[str, Any] | None = None) -> Program:
     """A `Program` from OpenQASM source, a `Program`, a Braket SDK `Circuit` or a Qiskit circuit."""
     if isinstance(program, Program):
@@ -157,7 +172,7 @@ def to_program(program: Any, inputs: dict[str, Any] | None = None) -> Program:
     if type(program).__module__.startswith("qiskit"):
         from qiskit import qasm3
 
-        return Program(qasm3.dumps(program), inputs or {})
+        return Program(from_qiskit_source(qasm3.dumps(program)), inputs or {})
     raise TypeError(
         f"Cannot run a {type(program).__name__}: pass OpenQASM 3 source, a Program, a Braket Circuit or a Qiskit circuit."
     )

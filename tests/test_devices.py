@@ -267,3 +267,20 @@ def test_budget_refuses_the_task_that_would_cross_it():
     with pytest.raises(BudgetExceededError, match="third is estimated at \\$0.4000; with \\$0.8000 already spent"):
         budget.reserve(0.4, "third")
     assert budget.spent_usd == pytest.approx(0.8)
+
+
+def test_qiskit_circuits_run_with_braket_gate_names():
+    import qiskit
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("theta")
+    circuit = qiskit.QuantumCircuit(2)
+    circuit.rx(theta, 0)
+    circuit.cx(0, 1)
+    circuit.sdg(1)
+    circuit.p(0.3, 0)
+    circuit.measure_all()
+    program = to_program(circuit, {"theta": math.pi})
+    assert "stdgates.inc" not in program.source and "cnot q[0], q[1];" in program.source
+    result = BraketDevice().run(program, shots=200)
+    assert result.measurement_counts == {"11": 200}  # rx(pi) then cnot: always |11>
