@@ -101,9 +101,10 @@ def backend_for(device_or_arn: str, backend: str | None = None, **options: Any) 
 
         return LocalEngine(**options)
     if choice == "aws":
-        raise NotImplementedError(
-            f"{device_or_arn!r} is an Amazon Braket ARN, and the Amazon Braket backend is not in this "
-            "release yet: pass backend='local' to run the job on the embedded engine (its tasks still "
-            "go to the device), or a 'local:braket/braket_sv' device."
-        )
+        from prefect_braket.aws_backend import AwsBackend
+
+        parts = device_or_arn.split(":")
+        if len(parts) > 3 and parts[3] and "region" not in options:
+            options["region"] = parts[3]
+        return AwsBackend(**options)
     raise ValueError(f"Unknown backend {backend!r}: use 'local' (embedded engine) or 'aws' (Amazon Braket).")

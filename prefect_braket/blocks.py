@@ -12,6 +12,7 @@ run and whose `fetch_result()` returns its `results.json`.
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -24,6 +25,7 @@ from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
 from pydantic import Field, PrivateAttr, field_validator
 
+from prefect_braket.aws_backend import AwsBackend, split_s3_uri
 from prefect_braket.backend import JobBackend, backend_for
 from prefect_braket.job_handle import HybridJob
 from prefect_braket.cost import Budget, PriceTable
@@ -35,6 +37,7 @@ from prefect_braket.devices import (
     QueueSize,
     check_device_arn,
     check_runnable,
+    create_quantum_task_request,
     device_region,
     job_priority_token,
 )
@@ -123,8 +126,10 @@ class BraketHybridJob(JobBlock[dict]):
 
     def job_backend(self) -> JobBackend:
         """The backend this configuration's jobs run on."""
-        options: dict[str, Any] = {"root": self.engine_home} if self.engine_home else {}
-        return backend_for(self.device, None if self.backend == "auto" else self.backend, **options)
+        choice = None if self.backend == "auto" else self.backend
+        if (choice or ("local" if self.device.startswith("local:") else "aws")) == "aws":
+            return aws_backend_for(self.aws_credentials, device_region(self.device))
+        return backend_for(self.device, "local", **({"root": self.engine_home} if self.engine_home else {}))
 
     def job_spec(self) -> JobSpec:
         """A new job (with a new name) from this configuration."""
@@ -200,7 +205,7 @@ class BraketDevice(Block):
     )
 
     _budget: Optional[Budget] = PrivateAttr(default=None)
-    _clients: dict = PrivateAttr(default_factory=dict)
+    _backend: Optional[AwsBackend] = PrivateAttr(default=None)
     _device_description: Optional[tuple[float, DeviceDescription]] = PrivateAttr(default=None)
 
     @field_validator("device_arn")
@@ -226,18 +231,17 @@ class BraketDevice(Block):
             self._budget = Budget(self.max_cost_usd)
         return self._budget
 
+    def backend(self) -> AwsBackend:
+        """The Amazon Braket backend for this device: its credentials, in its region."""
+        if self.is_local:
+            raise ValueError(f"{self.device_arn} is a local simulator; it has no AWS backend.")
+        if self._backend is None:
+            self._backend = aws_backend_for(self.aws_credentials, self.region)
+        return self._backend
+
     def braket_client(self) -> Any:
         """A boto3 Braket client in the device's region, with botocore's adaptive retries."""
-        region = self.region
-        if region not in self._clients:
-            import boto3
-            from botocore.config import Config
-
-            session = self.aws_credentials.get_boto3_session() if self.aws_credentials else boto3.Session()
-            params = self.aws_credentials.aws_client_parameters.get_params_override() if self.aws_credentials else {}
-            params.setdefault("config", Config(retries={"max_attempts": 8, "mode": "adaptive"}))
-            self._clients[region] = session.client("braket", region_name=region, **params)
-        return self._clients[region]
+        return self.backend().braket()
 
     # -- what the device is ---------------------------------------------------------------------
 
@@ -296,32 +300,16 @@ class BraketDevice(Block):
             DeviceCapabilityError: too many qubits, shots out of range, unsupported result type.
             BudgetExceededError: the task's estimated cost would pass `max_cost_usd`.
         """
-        resolved = to_program(program, inputs)
-        shots = self.resolve_shots(shots)
-        check_runnable(self.description(DESCRIPTION_MAX_AGE_SECONDS), resolved, shots)
-        token = job_priority_token(self.device_arn)
-        estimate = self.budget.prices.task_cost(self.device_arn, shots)
-        self.budget.reserve(estimate, f"A {shots}-shot task on {self.device_arn}")
-        if not self.is_local:
-            self.budget.settle(estimate, 0.0)
-            raise NotImplementedError(
-                f"Running tasks on {self.device_arn} needs the Amazon Braket backend, which is not in this "
-                "release yet; use local:braket/braket_sv or local:braket/braket_dm."
-            )
-        task_arn, document, elapsed_ms = LocalSimulator.run(self.device_arn, resolved, shots)
-        return TaskResult.from_gate_model(
-            document, task_arn, self.device_arn, program=resolved,
-            queue_priority="Priority" if token else "Normal", cost_usd=estimate,
-            execution_duration_ms=elapsed_ms,
-        )
+        return self.run_batch([program], shots, [inputs])[0]
 
     def run_batch(
         self, programs: Sequence[Any], shots: Optional[int] = None,
-        inputs: Optional[dict[str, Any] | Sequence[dict[str, Any]]] = None, max_parallel: Optional[int] = None,
+        inputs: Optional[dict[str, Any] | Sequence[Optional[dict[str, Any]]]] = None, max_parallel: Optional[int] = None,
     ) -> list[TaskResult]:
         """Runs several programs at once (at most `max_parallel` in flight); results in program order.
 
-        `inputs` is one dict for every program, or one dict per program.
+        Every program is checked, and the whole batch's estimated cost reserved against the
+        budget, before the first is submitted. `inputs` is one dict for all programs or one per program.
         """
         if isinstance(inputs, dict) or inputs is None:
             per_program = [inputs] * len(programs)
@@ -329,5 +317,59 @@ class BraketDevice(Block):
             per_program = list(inputs)
             if len(per_program) != len(programs):
                 raise ValueError(f"{len(programs)} programs but {len(per_program)} input sets.")
-        with ThreadPoolExecutor(max_workers=max_parallel or self.max_parallel) as pool:
-            return list(pool.map(lambda pair: self.run(pair[0], shots, pair[1]), zip(programs, per_program)))
+        shots = self.resolve_shots(shots)
+        description = self.description(DESCRIPTION_MAX_AGE_SECONDS)
+        resolved = [to_program(p, i) for p, i in zip(programs, per_program)]
+        for program in resolved:
+            check_runnable(description, program, shots)
+        token = job_priority_token(self.device_arn)
+        prices = self.budget.prices
+        estimate = prices.task_cost(self.device_arn, shots) * len(resolved)
+        what = f"A {shots}-shot task on {self.device_arn}" if len(resolved) == 1 else (
+            f"A batch of {len(resolved)} {shots}-shot tasks on {self.device_arn}")
+        self.budget.reserve(estimate, what)
+        parallel = max_parallel or self.max_parallel
+        priority = "Priority" if token else "Normal"
+        try:
+            if self.is_local:
+                with ThreadPoolExecutor(max_workers=parallel) as pool:
+                    runs = list(pool.map(lambda p: LocalSimulator.run(self.device_arn, p, shots), resolved))
+                results = [
+                    TaskResult.from_gate_model(document, arn, self.device_arn, program=program, queue_priority=priority,
+                                               cost_usd=0.0, execution_duration_ms=elapsed)
+                    for program, (arn, document, elapsed) in zip(resolved, runs)
+                ]
+            else:
+                bucket, prefix = self._results_location()
+                requests = [
+                    create_quantum_task_request(self.device_arn, program, shots, bucket, prefix, token, self.reservation_arn)
+                    for program in resolved
+                ]
+                finished = self.backend().run_quantum_tasks(requests, max_parallel=parallel)
+                results = []
+                for program, (task, document) in zip(resolved, finished):
+                    result = TaskResult.from_gate_model(document, task["quantumTaskArn"], self.device_arn,
+                                                        program=program, queue_priority=priority)
+                    result.cost_usd = prices.task_cost(self.device_arn, shots, result.execution_duration_ms)
+                    results.append(result)
+        except BaseException:
+            self.budget.settle(estimate, 0.0)
+            raise
+        self.budget.settle(estimate, sum(r.cost_usd for r in results))
+        return results
+
+    def _results_location(self) -> tuple[str, str]:
+        # Inside a job, tasks write where the job's tasks go (Braket's AMZN_BRAKET_TASK_RESULTS_S3_URI).
+        in_job = os.environ.get("AMZN_BRAKET_TASK_RESULTS_S3_URI", "")
+        if in_job.startswith("s3://") and not self.s3_bucket:
+            return split_s3_uri(in_job)
+        return self.s3_bucket or self.backend().default_bucket(self.region), self.s3_prefix
+
+
+def aws_backend_for(credentials: Optional[AwsCredentials], region: Optional[str]) -> AwsBackend:
+    """An `AwsBackend` with prefect-aws credentials (profile, keys, assumed role, endpoint override)."""
+    if credentials is None:
+        return AwsBackend(region=region)
+    endpoint = credentials.aws_client_parameters.endpoint_url
+    return AwsBackend(session=credentials.get_boto3_session(), region=region or credentials.region_name,
+                      endpoint_url=endpoint)

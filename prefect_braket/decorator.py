@@ -34,50 +34,17 @@ from prefect_braket.job_spec import (
     hyperparameters_from_call,
     validate_job_name,
 )
-from prefect_braket.jobs import PersistedJobDataFormat
+from prefect_braket import jobs as jobs_module
+from prefect_braket.jobs import PersistedJobDataFormat, run_decorated_function
 
 ENTRY_POINT_TEMPLATE = '''"""Runs {function} as a hybrid job; written by prefect_braket.hybrid_job."""
-import os
 from pathlib import Path
 
 import cloudpickle
 
-try:
-    from prefect_braket.jobs import get_input_data_dir, get_results_dir, save_job_result
-except ImportError:  # in Braket's own container
-    from braket.jobs import get_input_data_dir, get_results_dir, save_job_result
-
-INPUT_PATHS = {input_paths!r}
-
-
-def _link_input():
-    # Relative input paths keep working: they point into the job's input channels.
-    links = []
-    for channel, original in INPUT_PATHS.items():
-        channel_dir = Path(get_input_data_dir(channel))
-        inside = channel_dir / Path(original).name
-        target = inside if inside.exists() and not inside.is_dir() else channel_dir
-        link = Path(original)
-        if link.is_absolute() or link.exists() or link.is_symlink():
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(target.resolve())
-        links.append(link)
-    return links
-
 
 def {function}():
-    recovered = cloudpickle.loads(Path(__file__).with_name("function.pkl").read_bytes())
-    os.chdir(get_results_dir())
-    links = _link_input()
-    try:
-        result = recovered()
-    finally:
-        for link in links:
-            link.unlink()
-    if result is not None:
-        save_job_result(result, data_format={data_format!r})
-    return result
+    return cloudpickle.loads(Path(__file__).with_name("function.pkl").read_bytes())()
 '''
 
 
@@ -95,14 +62,18 @@ def _modules_by_value(func: Callable[..., Any], include_modules: Iterable[str | 
     return modules
 
 
-def _pickle_call(func: Callable[..., Any], args: tuple, kwargs: dict, by_value: list[ModuleType]) -> bytes:
+def _pickle_call(
+    func: Callable[..., Any], args: tuple, kwargs: dict, by_value: list[ModuleType], input_paths: dict[str, str],
+    data_format: str,
+) -> bytes:
     registered = []
     try:
-        for module in by_value:
+        for module in [jobs_module, *by_value]:
             if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
                 cloudpickle.register_pickle_by_value(module)
                 registered.append(module)
-        return cloudpickle.dumps(functools.partial(func, *args, **kwargs))
+        call = functools.partial(func, *args, **kwargs)
+        return cloudpickle.dumps(functools.partial(run_decorated_function, call, input_paths, data_format))
     except Exception as error:
         raise RuntimeError(
             f"Serialization failed for hybrid job {func.__name__}: {type(error).__name__}: {error}. "
@@ -205,6 +176,8 @@ def hybrid_job(
     fmt = PersistedJobDataFormat.parse(data_format)
     requirements = _requirement_lines(dependencies)
     given_backend = None if backend is None or isinstance(backend, str) else backend
+    if given_backend is None and device_block is not None and not device_block.is_local and backend in (None, "aws"):
+        given_backend = device_block.backend()  # the block's credentials and region
     backend_name = ("local" if local else None) if backend is None else backend if given_backend is None else None
     if given_backend is None:
         backend_for(device, backend_name)  # a wrong choice fails here, at decoration
@@ -225,17 +198,18 @@ def hybrid_job(
             if requirements and getattr(job_backend, "name", None) == "local":
                 check_requirements(requirements)
             hyperparameters = hyperparameters_from_call(func, args, kwargs)
-            payload = _pickle_call(func, args, kwargs, by_value)
+            payload = _pickle_call(func, args, kwargs, by_value, local_paths, fmt.value)
             entry_function = re.sub(r"\W", "_", func.__name__)  # a lambda's name is "<lambda>"
             with tempfile.TemporaryDirectory(prefix="prefect-braket-") as tmp:
                 source = Path(tmp) / f"decorator_job_{os.urandom(4).hex()}"
                 source.mkdir()
                 (source / "function.pkl").write_bytes(payload)
                 (source / "entry_point.py").write_text(
-                    ENTRY_POINT_TEMPLATE.format(function=entry_function, input_paths=local_paths, data_format=fmt.value)
+                    ENTRY_POINT_TEMPLATE.format(function=entry_function)
                 )
-                if requirements:
-                    (source / "requirements.txt").write_text("\n".join(requirements) + "\n")
+                # The job unpickles with the cloudpickle that pickled it.
+                pins = [f"cloudpickle=={cloudpickle.__version__}"]
+                (source / "requirements.txt").write_text("\n".join([*requirements, *pins]) + "\n")
                 spec = JobSpec(
                     job_name=job_name or default_job_name(func),
                     device=device,
@@ -252,6 +226,7 @@ def hybrid_job(
                     role_arn=role_arn,
                     reservation_arn=reservation_arn,
                     tags=dict(tags or {}),
+                    python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
                 )
                 if in_flow_run():
                     from prefect_braket.tasks import run_job_exclusively, submit_job

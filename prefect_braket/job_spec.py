@@ -140,6 +140,7 @@ class JobSpec:
     role_arn: str | None = None
     reservation_arn: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    python_version: str | None = None  # "3.11" when the code is a pickled function, which needs the same Python
 
     def __post_init__(self) -> None:
         validate_job_name(self.job_name)

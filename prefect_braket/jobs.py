@@ -253,6 +253,41 @@ def load_job_result(filename: str | Path | None = None, allow_pickle: bool = Fal
     return load_persisted_data(path.read_text(), allow_pickle)
 
 
+def _link_input(input_paths: dict[str, str]) -> list[Path]:
+    # Relative input paths keep working inside the job: they point into its input channels.
+    links = []
+    for channel, original in input_paths.items():
+        channel_dir = Path(get_input_data_dir(channel))
+        inside = channel_dir / Path(original).name
+        target = inside if inside.exists() and not inside.is_dir() else channel_dir
+        link = Path(original)
+        if link.is_absolute() or link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target.resolve())
+        links.append(link)
+    return links
+
+
+def run_decorated_function(call: Any, input_paths: dict[str, str], data_format: str) -> Any:
+    """What a `hybrid_job` function's entry point runs inside the job.
+
+    The call runs with the results directory as working directory (files it writes to relative
+    paths end up in `model.tar.gz`), and its return value becomes the job's result. It travels
+    pickled by value with the function, so the job needs neither this package nor Braket's SDK.
+    """
+    os.chdir(get_results_dir())
+    links = _link_input(input_paths)
+    try:
+        result = call()
+    finally:
+        for link in links:
+            link.unlink()
+    if result is not None:
+        save_job_result(result, data_format=data_format)
+    return result
+
+
 def format_metric_line(
     metric_name: str, value: float, timestamp: float | None = None, iteration_number: int | None = None
 ) -> str:

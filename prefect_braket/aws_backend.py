@@ -1,0 +1,423 @@
+"""The Amazon Braket backend: jobs and quantum tasks on AWS, through boto3, s3fs and CloudWatch Logs.
+
+It creates jobs exactly as Braket's SDK does (the same CreateJob request, S3 layout, default
+bucket and container images), and behaves better where that client is weak: the client token
+is the caller's (a retried submission returns the same job), results are downloaded into a
+directory the call owns and extracted safely, a failed job is an error rather than `{}`, logs
+are read even before their group exists, and task results are fetched concurrently.
+
+Clients are created in the region of the device (or job) ARN, with botocore's adaptive retry
+mode for throttling and 5xx answers. Every client honours one endpoint override (prefect-aws's
+`aws_client_parameters.endpoint_url`, or `AWS_ENDPOINT_URL`), which is how tests reach a local
+moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from prefect_braket.archive import pack_source, safe_extract
+from prefect_braket.backend import TERMINAL_STATES, LogChunk
+from prefect_braket.devices import device_region
+from prefect_braket.job_spec import DEFAULT_CHECKPOINT_PATH, JobSpec
+
+LOG_GROUP = "/aws/braket/jobs"
+IMAGE_ACCOUNT = "292282985366"
+IMAGE_REPOSITORIES = {
+    "base": "amazon-braket-base-jobs",
+    "pytorch": "amazon-braket-pytorch-jobs",
+    "tensorflow": "amazon-braket-tensorflow-jobs",
+    "cudaq": "amazon-braket-cudaq-jobs",
+}
+# Braket's job images moved from Python 3.10 to 3.12 in January 2026 (amazon-braket-containers #428).
+IMAGE_PYTHON = "3.12"
+IMAGE_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1")
+ROLE_PREFIX = "AmazonBraketJobsExecutionRole"
+TASK_TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+JOB_ARN = re.compile(r"^arn:aws[a-z-]*:braket:([a-z0-9-]+):(\d{12}):job/(.+)$")
+
+
+class AwsConfigurationError(RuntimeError):
+    """Something the job needs on AWS (a role, a region, a matching Python) is missing."""
+
+
+def image_uri(framework: str, region: str) -> str:
+    """The URI of one of Braket's job images ("base", "pytorch", "tensorflow", "cudaq") in a region."""
+    if framework not in IMAGE_REPOSITORIES:
+        raise ValueError(f"Unknown job image {framework!r}: use one of {sorted(IMAGE_REPOSITORIES)} or a full image URI.")
+    if region not in IMAGE_REGIONS:
+        raise ValueError(f"Braket job images are not in {region!r}; they are in {', '.join(IMAGE_REGIONS)}.")
+    return f"{IMAGE_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE_REPOSITORIES[framework]}:latest"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    match = re.match(r"^s3://([^/]+)/?(.*)$", uri)
+    if not match:
+        raise ValueError(f"{uri!r} is not an S3 URI (s3://bucket/key).")
+    return match.group(1), match.group(2).rstrip("/")
+
+
+class AwsBackend:
+    """Jobs and quantum tasks on Amazon Braket; implements `prefect_braket.backend.JobBackend`.
+
+    Args:
+        session: The boto3 session (credentials); the default chain when None.
+        region: Where clients go; a device's or job's ARN region takes precedence.
+        endpoint_url: One endpoint for every service (a local emulator); `AWS_ENDPOINT_URL` by default.
+        braket_client: A ready Braket client (tests attach botocore's Stubber to one).
+    """
+
+    name = "aws"
+
+    def __init__(
+        self, session: boto3.Session | None = None, region: str | None = None,
+        endpoint_url: str | None = None, braket_client: Any = None,
+    ):
+        self.session = session or boto3.Session()
+        self.region = region or self.session.region_name or "us-east-1"
+        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        self._braket = braket_client
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._bucket: str | None = None
+        self._role: str | None = None
+        self._fs: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sessions and clients do not pickle; the receiving process uses its own credential chain.
+        return {"region": self.region, "endpoint_url": self.endpoint_url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(region=state["region"], endpoint_url=state["endpoint_url"])
+
+    def __repr__(self) -> str:
+        return f"AwsBackend(region={self.region!r}" + (f", endpoint_url={self.endpoint_url!r})" if self.endpoint_url else ")")
+
+    # -- clients ----------------------------------------------------------------------------------
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        region = region or self.region
+        if service == "braket" and self._braket is not None and region == self._braket.meta.region_name:
+            return self._braket
+        key = (service, region)
+        if key not in self._clients:
+            config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=50)
+            kwargs = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+            self._clients[key] = self.session.client(service, region_name=region, config=config, **kwargs)
+        return self._clients[key]
+
+    def braket(self, region: str | None = None) -> Any:
+        return self.client("braket", region)
+
+    @property
+    def fs(self) -> Any:
+        """An s3fs file system with this backend's credentials and endpoint."""
+        if self._fs is None:
+            import s3fs
+
+            credentials = self.session.get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials else None
+            client_kwargs: dict[str, Any] = {"region_name": self.region}
+            if self.endpoint_url:
+                client_kwargs["endpoint_url"] = self.endpoint_url
+            self._fs = s3fs.S3FileSystem(
+                key=frozen.access_key if frozen else None,
+                secret=frozen.secret_key if frozen else None,
+                token=frozen.token if frozen else None,
+                client_kwargs=client_kwargs,
+                config_kwargs={"retries": {"max_attempts": 8, "mode": "adaptive"}},
+                max_concurrency=25,
+                skip_instance_cache=True,
+            )
+        return self._fs
+
+    # -- account set-up ----------------------------------------------------------------------------
+
+    def default_bucket(self, region: str | None = None) -> str:
+        """`AMZN_BRAKET_OUT_S3_BUCKET`, else `amazon-braket-{region}-{account}`, created if missing."""
+        if self._bucket:
+            return self._bucket
+        region = region or self.region
+        bucket = os.environ.get("AMZN_BRAKET_OUT_S3_BUCKET")
+        if not bucket:
+            account = self.client("sts", region).get_caller_identity()["Account"]
+            bucket = f"amazon-braket-{region}-{account}"
+            s3 = self.client("s3", region)
+            try:
+                if region == "us-east-1":
+                    s3.create_bucket(Bucket=bucket)
+                else:
+                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+            except ClientError as error:
+                code = error.response["Error"]["Code"]
+                if code == "BucketAlreadyExists":
+                    raise AwsConfigurationError(
+                        f"Bucket {bucket} belongs to another account: set AMZN_BRAKET_OUT_S3_BUCKET to a bucket of yours."
+                    ) from error
+                if code != "BucketAlreadyOwnedByYou":
+                    raise
+        self._bucket = bucket
+        return bucket
+
+    def role_arn(self, given: str | None) -> str:
+        """The jobs' execution role: given, `BRAKET_JOBS_ROLE_ARN`, or looked up once in IAM."""
+        if given or os.environ.get("BRAKET_JOBS_ROLE_ARN"):
+            return given or os.environ["BRAKET_JOBS_ROLE_ARN"]
+        if self._role is None:
+            iam = self.client("iam", "us-east-1")
+            for page in iam.get_paginator("list_roles").paginate(PathPrefix="/service-role/"):
+                for role in page["Roles"]:
+                    if role["RoleName"].startswith(ROLE_PREFIX):
+                        self._role = role["Arn"]
+                        break
+                if self._role:
+                    break
+        if not self._role:
+            raise AwsConfigurationError(
+                f"No execution role for Braket jobs: no IAM role under /service-role/ is named {ROLE_PREFIX}*. "
+                "Pass role_arn=..., set BRAKET_JOBS_ROLE_ARN, or create the role in the Braket console."
+            )
+        return self._role
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def _check_python(self, spec: JobSpec, image: str) -> None:
+        if spec.image_uri or not spec.python_version:
+            return  # a custom image is the user's to match
+        if spec.python_version != IMAGE_PYTHON:
+            raise AwsConfigurationError(
+                f"This job's function was pickled by Python {spec.python_version}, but Braket's job image "
+                f"{image} runs Python {IMAGE_PYTHON}; cloudpickle needs the same version on both sides. Submit from "
+                f"Python {IMAGE_PYTHON}, pass image_uri= an image with Python {spec.python_version}, or run "
+                "with backend='local'."
+            )
+
+    def create_job_request(self, spec: JobSpec, client_token: str | None = None) -> dict[str, Any]:
+        """Uploads the job's code and data, then returns Braket's CreateJob request for it."""
+        region = device_region(spec.device) or self.region
+        image = spec.image_uri or image_uri("base", region)
+        self._check_python(spec, image)
+        role = self.role_arn(spec.role_arn)
+        bucket = self.default_bucket(region)
+        stamp = str(int(time.time() * 1000))
+        root = f"s3://{bucket}/jobs/{spec.job_name}/{stamp}"
+        code_location = f"{root}/script"
+        if spec.source_module.name.endswith(".tar.gz"):
+            self.fs.put_file(str(spec.source_module), f"{code_location}/source.tar.gz")
+        else:
+            with tempfile.TemporaryDirectory(prefix="prefect-braket-source-") as tmp:
+                archive = Path(tmp) / "source.tar.gz"
+                pack_source(spec.source_module, archive)
+                self.fs.put_file(str(archive), f"{code_location}/source.tar.gz")
+        channels = []
+        for channel, location in spec.input_data.items():
+            if str(location).startswith("s3://"):
+                uri = str(location)
+            else:
+                source = Path(location)
+                uri = f"{root}/data/{channel}/{source.name}"
+                self.fs.put(str(source), uri, recursive=source.is_dir())
+            channels.append({"channelName": channel, "dataSource": {"s3DataSource": {"s3Uri": uri}}})
+        checkpoint_uri = spec.checkpoint_config.s3Uri or f"{root}/checkpoints"
+        if spec.copy_checkpoints_from_job:
+            earlier = self.get_job(spec.copy_checkpoints_from_job)["checkpointConfig"]["s3Uri"]
+            self._copy_prefix(earlier, checkpoint_uri)
+        output = {"s3Path": spec.output_data_config.s3Path or f"{root}/data"}
+        if spec.output_data_config.kmsKeyId:
+            output["kmsKeyId"] = spec.output_data_config.kmsKeyId
+        request: dict[str, Any] = {
+            "jobName": spec.job_name,
+            "roleArn": role,
+            "algorithmSpecification": {
+                "scriptModeConfig": {
+                    "entryPoint": spec.entry_point,
+                    "s3Uri": f"{code_location}/source.tar.gz",
+                    "compressionType": "GZIP",
+                },
+                "containerImage": {"uri": image},
+            },
+            "instanceConfig": {
+                "instanceType": spec.instance_config.instanceType,
+                "volumeSizeInGb": spec.instance_config.volumeSizeInGb,
+                "instanceCount": spec.instance_config.instanceCount,
+            },
+            "outputDataConfig": output,
+            "checkpointConfig": {"localPath": spec.checkpoint_config.localPath or DEFAULT_CHECKPOINT_PATH,
+                                 "s3Uri": checkpoint_uri},
+            "deviceConfig": {"device": spec.device},
+            "hyperParameters": dict(spec.hyperparameters),
+            "stoppingCondition": {"maxRuntimeInSeconds": spec.stopping_condition.maxRuntimeInSeconds},
+            "tags": dict(spec.tags),
+            "clientToken": client_token or str(uuid.uuid4()),
+        }
+        if channels:
+            request["inputDataConfig"] = channels
+        if spec.reservation_arn:
+            request["associations"] = [{"arn": spec.reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}]
+        return request
+
+    def _copy_prefix(self, source_uri: str, target_uri: str) -> None:
+        source_bucket, source_prefix = split_s3_uri(source_uri)
+        target_bucket, target_prefix = split_s3_uri(target_uri)
+        s3 = self.client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source_prefix):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(source_prefix):].lstrip("/")
+                s3.copy_object(
+                    Bucket=target_bucket, Key=f"{target_prefix}/{relative}",
+                    CopySource={"Bucket": source_bucket, "Key": item["Key"]},
+                )
+
+    def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
+        region = device_region(spec.device) or self.region
+        request = self.create_job_request(spec, client_token)
+        return self.braket(region).create_job(**request)["jobArn"]
+
+    @staticmethod
+    def _job_region(job_arn: str) -> str:
+        match = JOB_ARN.match(job_arn)
+        if not match:
+            raise ValueError(f"{job_arn!r} is not a Braket job ARN (arn:aws:braket:<region>:<account>:job/<id>).")
+        return match.group(1)
+
+    def get_job(self, job_arn: str) -> dict[str, Any]:
+        return self.braket(self._job_region(job_arn)).get_job(jobArn=job_arn, additionalAttributeNames=["QueueInfo"])
+
+    def cancel_job(self, job_arn: str) -> str:
+        try:
+            return self.braket(self._job_region(job_arn)).cancel_job(jobArn=job_arn)["cancellationStatus"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ConflictException", "ValidationException"):
+                status = self.get_job(job_arn)["status"]
+                if status in TERMINAL_STATES or status == "CANCELLING":
+                    return status
+            raise
+
+    def _log_prefix(self, job_arn: str) -> str:
+        name = self.get_job(job_arn)["jobName"]
+        return f"{name}/{job_arn.rsplit('/', 1)[-1]}"
+
+    def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
+        """New lines of the job's CloudWatch streams (`/aws/braket/jobs`, `{name}/{uuid}/…`)."""
+        state = dict(cursor or {})
+        prefix = state.pop("__prefix__", None) or self._log_prefix(job_arn)
+        logs = self.client("logs", self._job_region(job_arn))
+        try:
+            streams = [
+                s["logStreamName"]
+                for page in logs.get_paginator("describe_log_streams").paginate(
+                    logGroupName=LOG_GROUP, logStreamNamePrefix=prefix
+                )
+                for s in page["logStreams"]
+            ]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return LogChunk([], {**state, "__prefix__": prefix})
+            raise
+        events: list[tuple[int, str]] = []
+        for stream in sorted(streams):
+            token = state.get(stream)
+            while True:
+                kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                if token:
+                    kwargs["nextToken"] = token
+                response = logs.get_log_events(**kwargs)
+                events.extend((e["timestamp"], e["message"]) for e in response["events"])
+                new_token = response.get("nextForwardToken")
+                if not response["events"] or new_token == token:
+                    token = new_token or token
+                    break
+                token = new_token
+            state[stream] = token
+        events.sort(key=lambda e: e[0])
+        return LogChunk([m.rstrip("\n") for _, m in events], {**state, "__prefix__": prefix},
+                        [t / 1000 for t, _ in events])
+
+    def download_output(self, job_arn: str, extract_to: Path) -> Path:
+        s3_path = self.get_job(job_arn)["outputDataConfig"]["s3Path"].rstrip("/")
+        with tempfile.TemporaryDirectory(prefix="prefect-braket-output-") as tmp:
+            archive = Path(tmp) / "model.tar.gz"
+            try:
+                self.fs.get_file(f"{s3_path}/output/model.tar.gz", str(archive))
+            except FileNotFoundError:
+                raise FileNotFoundError(f"Job {job_arn} has no {s3_path}/output/model.tar.gz.") from None
+            return safe_extract(archive, Path(extract_to))
+
+    # -- quantum tasks -------------------------------------------------------------------------------
+
+    def create_quantum_task(self, request: dict[str, Any], client_token: str | None = None) -> str:
+        region = device_region(request["deviceArn"]) or self.region
+        return self.braket(region).create_quantum_task(**request, clientToken=client_token or str(uuid.uuid4()))[
+            "quantumTaskArn"
+        ]
+
+    def get_quantum_task(self, task_arn: str) -> dict[str, Any]:
+        region = task_arn.split(":")[3] or self.region
+        return self.braket(region).get_quantum_task(quantumTaskArn=task_arn, additionalAttributeNames=["QueueInfo"])
+
+    def cancel_quantum_task(self, task_arn: str) -> str:
+        region = task_arn.split(":")[3] or self.region
+        return self.braket(region).cancel_quantum_task(
+            quantumTaskArn=task_arn, clientToken=str(uuid.uuid4())
+        )["cancellationStatus"]
+
+    def wait_for_quantum_tasks(
+        self, task_arns: Sequence[str], poll_interval_seconds: float = 1.0, timeout_seconds: float = 432000.0
+    ) -> list[dict[str, Any]]:
+        """Polls tasks (quickly at first, with jitter) until all have ended; their GetQuantumTask answers."""
+        pending = dict.fromkeys(task_arns)
+        finished: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout_seconds
+        delay = min(0.05, poll_interval_seconds)
+        while pending:
+            for arn in list(pending):
+                answer = self.get_quantum_task(arn)
+                if answer["status"] in TASK_TERMINAL_STATES:
+                    finished[arn] = answer
+                    del pending[arn]
+            if pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(pending)} quantum tasks did not end within {timeout_seconds} s.")
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 1.5, poll_interval_seconds)
+        return [finished[arn] for arn in task_arns]
+
+    def fetch_task_results(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The `results.json` of ended tasks, fetched concurrently by s3fs."""
+        paths = [f"{t['outputS3Bucket']}/{t['outputS3Directory'].rstrip('/')}/results.json" for t in tasks]
+        contents = self.fs.cat(paths, on_error="return")
+        documents = []
+        for task, path in zip(tasks, paths):
+            content = contents.get(path)
+            if isinstance(content, Exception) or content is None:
+                raise FileNotFoundError(
+                    f"Task {task['quantumTaskArn']} ended {task['status']} but s3://{path} could not be read: {content}"
+                )
+            documents.append(json.loads(content))
+        return documents
+
+    def run_quantum_tasks(
+        self, requests: Sequence[dict[str, Any]], max_parallel: int = 10, poll_interval_seconds: float = 1.0,
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Creates tasks (at most `max_parallel` requests in flight), waits, and returns (task, result) pairs."""
+        with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+            arns = list(pool.map(self.create_quantum_task, requests))
+        tasks = self.wait_for_quantum_tasks(arns, poll_interval_seconds)
+        failed = [t for t in tasks if t["status"] != "COMPLETED"]
+        if failed:
+            reasons = "; ".join(f"{t['quantumTaskArn']}: {t['status']} {t.get('failureReason', '')}".strip() for t in failed)
+            raise RuntimeError(f"{len(failed)} of {len(tasks)} quantum tasks did not complete: {reasons}")
+        return list(zip(tasks, self.fetch_task_results(tasks)))
+
