@@ -8,11 +8,15 @@ progress bar and a table. To run it on Amazon Braket, change `device` to a devic
 """
 
 import json
+import os
 
-from prefect import flow
+# Prefect's temporary server takes 20-40 s to start on a small machine; its default wait is 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from prefect_braket import hybrid_job
-from prefect_braket.jobs import load_job_checkpoint, log_metric, save_job_checkpoint
+from prefect import flow  # noqa: E402
+
+from prefect_braket import hybrid_job  # noqa: E402
+from prefect_braket.jobs import load_job_checkpoint, log_metric, save_job_checkpoint  # noqa: E402
 
 
 @hybrid_job(device="local:braket/braket_sv")

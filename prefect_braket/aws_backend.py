@@ -281,9 +281,26 @@ class AwsBackend:
                 )
 
     def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
+        """Creates the job; with a client token, at most once, even across crashes and processes.
+
+        The request and then the job's ARN are recorded in S3 under the token. A retry finds the
+        ARN and returns it; a retry after a lost CreateJob response sends the same request with the
+        same token again, which Braket answers with the same job.
+        """
         region = device_region(spec.device) or self.region
-        request = self.create_job_request(spec, client_token)
-        return self.braket(region).create_job(**request)["jobArn"]
+        if not client_token:
+            return self.braket(region).create_job(**self.create_job_request(spec))["jobArn"]
+        marker = f"s3://{self.default_bucket(region)}/jobs/.client-tokens/{client_token}.json"
+        try:
+            record = json.loads(self.fs.cat_file(marker))
+        except FileNotFoundError:
+            record = {"request": self.create_job_request(spec, client_token)}
+            self.fs.pipe_file(marker, json.dumps(record).encode())
+        if record.get("jobArn"):
+            return record["jobArn"]
+        record["jobArn"] = self.braket(region).create_job(**record["request"])["jobArn"]
+        self.fs.pipe_file(marker, json.dumps(record).encode())
+        return record["jobArn"]
 
     @staticmethod
     def _job_region(job_arn: str) -> str:

@@ -1,0 +1,286 @@
+"""The Amazon Braket backend: Braket's API through botocore's Stubber (validated against Braket's
+service model), S3 and CloudWatch Logs on moto's server over real HTTP."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from prefect import flow
+
+from prefect_braket import HybridJob, JobFailedError, JobSpec, hybrid_job
+from prefect_braket import aws_backend as aws_module
+from prefect_braket.archive import UnsafeArchiveError
+from prefect_braket.aws_backend import AwsBackend, AwsConfigurationError
+from prefect_braket.jobs import log_metric, save_job_checkpoint
+
+FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
+ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
+BUCKET = "amazon-braket-us-east-1-123456789012"  # moto's account
+JOB_ARN = "arn:aws:braket:us-east-1:123456789012:job/6a4ed3ad-6b4f-4a30-a7b6-0d0fc7a6d1e2"
+
+
+@pytest.fixture
+def aws(aws_session, moto_endpoint):
+    """An AwsBackend with a stubbed Braket client and S3/Logs/STS/IAM on the moto server."""
+    client = aws_session.client("braket", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.activate()
+    backend = AwsBackend(session=aws_session, region="us-east-1", endpoint_url=moto_endpoint, braket_client=client)
+    calls = []
+    client.meta.events.register("provide-client-params.braket.*", lambda params, model, **kw: calls.append((model.name, dict(params))))
+    yield backend, stubber, calls
+    stubber.deactivate()
+
+
+def recent_ms():
+    # CloudWatch Logs (and moto) drop events more than 14 days old.
+    import time
+
+    return int(time.time() * 1000) - 60_000
+
+
+def s3(backend):
+    return backend.client("s3")
+
+
+def get_job_answer(status="COMPLETED", **extra):
+    answer = {
+        "status": status, "jobArn": JOB_ARN, "roleArn": ROLE, "jobName": "train-example",
+        "algorithmSpecification": {"scriptModeConfig": {"entryPoint": "a.entry_point:train", "s3Uri": f"s3://{BUCKET}/x/source.tar.gz"}},
+        "instanceConfig": {"instanceType": "ml.m5.large", "volumeSizeInGb": 30, "instanceCount": 1},
+        "outputDataConfig": {"s3Path": f"s3://{BUCKET}/jobs/train-example/1/data"},
+        "checkpointConfig": {"localPath": "/opt/jobs/checkpoints", "s3Uri": f"s3://{BUCKET}/jobs/train-example/1/checkpoints"},
+        "createdAt": datetime(2026, 11, 25, tzinfo=timezone.utc), "events": [],
+    }
+    answer.update(extra)
+    return answer
+
+
+@hybrid_job(device=FORTE, backend="aws", job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})
+def train(num_tasks: int = 1, lr: float = 0.1):
+    theta = 0.0
+    for i in range(num_tasks):
+        theta += lr
+        log_metric(metric_name="theta", value=theta, iteration_number=i)
+        save_job_checkpoint({"theta": theta, "i": i})
+    return {"final_theta": theta}
+
+
+def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path):
+    backend, stubber, calls = aws
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    stubber.add_response("create_job", {"jobArn": JOB_ARN})
+    job = hybrid_job(device=FORTE, backend=backend, job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})(
+        train.__wrapped__)(num_tasks=5)
+    assert job.arn == JOB_ARN
+    (name, request), = calls
+    assert name == "CreateJob"
+    script = request["algorithmSpecification"]["scriptModeConfig"]
+    root = script["s3Uri"].rsplit("/script/", 1)[0]
+    assert root.startswith(f"s3://{BUCKET}/jobs/train-example/") and root.rsplit("/", 1)[1].isdigit()
+    assert script["s3Uri"] == f"{root}/script/source.tar.gz"
+    assert script["compressionType"] == "GZIP"
+    module, function = script["entryPoint"].split(":")
+    assert function == "train" and module.startswith("decorator_job_") and module.endswith(".entry_point")
+    assert request["algorithmSpecification"]["containerImage"] == {
+        "uri": "292282985366.dkr.ecr.us-east-1.amazonaws.com/amazon-braket-base-jobs:latest"}
+    assert request["jobName"] == "train-example" and request["roleArn"] == ROLE
+    assert request["instanceConfig"] == {"instanceType": "ml.m5.large", "volumeSizeInGb": 30, "instanceCount": 1}
+    assert request["outputDataConfig"] == {"s3Path": f"{root}/data"}
+    assert request["checkpointConfig"] == {"localPath": "/opt/jobs/checkpoints", "s3Uri": f"{root}/checkpoints"}
+    assert request["deviceConfig"] == {"device": FORTE}
+    assert request["hyperParameters"] == {"num_tasks": "5", "lr": "0.1"}
+    assert request["stoppingCondition"] == {"maxRuntimeInSeconds": 432000}
+    assert request["tags"] == {"team": "quantum"}
+    assert 1 <= len(request["clientToken"]) <= 64
+    assert "inputDataConfig" not in request and "associations" not in request
+
+    # The source went to the S3 layout; it runs with neither this package nor Braket's SDK.
+    key = script["s3Uri"].split(f"{BUCKET}/", 1)[1]
+    archive = s3(backend).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    extracted = tmp_path / "code"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(extracted, filter="data")
+    package = extracted / module.split(".")[0]
+    requirements = (package / "requirements.txt").read_text().split()
+    assert requirements == [f"cloudpickle=={__import__('cloudpickle').__version__}"]
+    isolated = tmp_path / "isolated"
+    isolated.mkdir()
+    import cloudpickle
+
+    os.symlink(Path(cloudpickle.__file__).parent, isolated / "cloudpickle")
+    results, checkpoints = tmp_path / "model", tmp_path / "checkpoints"
+    results.mkdir()
+    env = {"AMZN_BRAKET_JOB_RESULTS_DIR": str(results), "AMZN_BRAKET_CHECKPOINT_DIR": str(checkpoints),
+           "AMZN_BRAKET_JOB_NAME": "train-example", "PATH": os.environ["PATH"]}
+    code = f"import sys; sys.path[:] = [{str(isolated)!r}, {str(extracted)!r}] + [p for p in sys.path if 'site-packages' not in p]; " \
+           f"import importlib; importlib.import_module({module!r}).train()"
+    run = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "Metrics - timestamp=" in run.stdout and "theta=0.5; iteration_number=4;" in run.stdout
+    saved = json.loads((results / "results.json").read_text())
+    assert saved["dataDictionary"] == {"final_theta": pytest.approx(0.5)}
+    assert json.loads((checkpoints / "train-example.json").read_text())["dataDictionary"]["i"] == 4
+
+
+def test_python_mismatch_is_refused_before_anything_is_uploaded(aws, monkeypatch):
+    backend, stubber, calls = aws
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", "3.99")
+    with pytest.raises(AwsConfigurationError, match=r"pickled by Python 3\.\d+, but Braket's job image .* runs Python 3.99.*image_uri="):
+        hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(lambda: 1)()
+    assert calls == []
+
+
+def test_role_is_looked_up_once_or_named_when_missing(aws):
+    backend, _, _ = aws
+    iam = backend.client("iam", "us-east-1")
+    with pytest.raises(AwsConfigurationError, match="No execution role.*AmazonBraketJobsExecutionRole.*role_arn="):
+        backend.role_arn(None)
+    created = iam.create_role(RoleName="AmazonBraketJobsExecutionRole-test", Path="/service-role/",
+                              AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    assert backend.role_arn(None) == created
+    assert backend.role_arn("arn:aws:iam::123456789012:role/given") == "arn:aws:iam::123456789012:role/given"
+
+
+def test_default_bucket_is_created_in_the_region(aws_session, moto_endpoint):
+    backend = AwsBackend(session=aws_session, region="eu-north-1", endpoint_url=moto_endpoint)
+    bucket = backend.default_bucket()
+    assert bucket == "amazon-braket-eu-north-1-123456789012"
+    location = backend.client("s3", "eu-north-1").get_bucket_location(Bucket=bucket)["LocationConstraint"]
+    assert location == "eu-north-1"
+    assert AwsBackend(session=aws_session, region="eu-north-1", endpoint_url=moto_endpoint).default_bucket() == bucket
+
+
+class LosesFirstResponse(AwsBackend):
+    lost = 0
+
+    def create_job(self, spec, client_token=None):
+        arn = super().create_job(spec, client_token)
+        if LosesFirstResponse.lost == 0:
+            LosesFirstResponse.lost += 1
+            raise ConnectionError("connection reset before the response arrived")
+        return arn
+
+
+def test_retried_submission_sends_the_same_token_and_finds_the_same_job(aws, aws_session, moto_endpoint, monkeypatch):
+    backend, stubber, calls = aws
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    lossy = LosesFirstResponse(session=aws_session, region="us-east-1", endpoint_url=moto_endpoint,
+                               braket_client=backend.braket())
+    # Braket throttles the first CreateJob; botocore retries it with the same token.
+    stubber.add_client_error("create_job", service_error_code="ThrottlingException", http_status_code=400)
+    stubber.add_response("create_job", {"jobArn": JOB_ARN})
+    square = hybrid_job(device=FORTE, backend=lossy, role_arn=ROLE)(lambda x: x * x)
+
+    @flow
+    def submit():
+        return square(4)
+
+    assert submit().arn == JOB_ARN
+    assert LosesFirstResponse.lost == 1  # the task failed once and was retried by Prefect
+    tokens = [params["clientToken"] for name, params in calls if name == "CreateJob"]
+    assert len(tokens) == 2 and len(set(tokens)) == 1  # no second job: the retry found the recorded ARN
+    record = json.loads(s3(backend).get_object(Bucket=BUCKET, Key=f"jobs/.client-tokens/{tokens[0]}.json")["Body"].read())
+    assert record["jobArn"] == JOB_ARN and record["request"]["clientToken"] == tokens[0]
+
+
+def _put_archive(backend, members, key="jobs/train-example/1/data/output/model.tar.gz"):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    backend.default_bucket()
+    s3(backend).put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+
+
+def test_results_download_into_private_directories_in_parallel(aws, monkeypatch, tmp_path):
+    backend, stubber, _ = aws
+    monkeypatch.chdir(tmp_path)
+    document = {"braketSchemaHeader": {"name": "braket.jobs_data.persisted_job_data", "version": "1"},
+                "dataDictionary": {"final_theta": 0.5}, "dataFormat": "plaintext"}
+    _put_archive(backend, [("results.json", json.dumps(document).encode()), ("plot.txt", b"x")])
+    for _ in range(8):
+        stubber.add_response("get_job", get_job_answer(), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    job = HybridJob(JOB_ARN, backend)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(job.fetch_result())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [{"final_theta": 0.5}] * 4
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+
+
+def test_crafted_result_archive_is_refused(aws, tmp_path):
+    backend, stubber, _ = aws
+    _put_archive(backend, [("results.json", b"{}"), ("../../escape.txt", b"owned"), ("/tmp/abs.txt", b"owned")])
+    for _ in range(2):
+        stubber.add_response("get_job", get_job_answer(), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    with pytest.raises(UnsafeArchiveError, match="escape.txt"):
+        HybridJob(JOB_ARN, backend).fetch_result()
+    assert not Path("/tmp/abs.txt").exists()
+
+
+def test_failed_job_raises_with_reason_and_log_tail(aws):
+    backend, stubber, _ = aws
+    logs = backend.client("logs")
+    logs.create_log_group(logGroupName="/aws/braket/jobs")
+    stream = f"train-example/{JOB_ARN.rsplit('/', 1)[1]}/algo-1-1700000000"
+    logs.create_log_stream(logGroupName="/aws/braket/jobs", logStreamName=stream)
+    logs.put_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream,
+                        logEvents=[{"timestamp": recent_ms() + i, "message": f"line {i}"} for i in range(3)])
+    failed = get_job_answer("FAILED", failureReason="AlgorithmError: ValueError: diverged")
+    for _ in range(3):
+        stubber.add_response("get_job", failed, {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    with pytest.raises(JobFailedError, match="FAILED: AlgorithmError: ValueError: diverged") as caught:
+        HybridJob(JOB_ARN, backend).fetch_result()
+    assert caught.value.log_tail == ["line 0", "line 1", "line 2"]
+
+
+def test_log_tailer_survives_a_missing_stream_and_pages_past_10000_events(aws):
+    backend, stubber, _ = aws
+    stubber.add_response("get_job", get_job_answer("RUNNING"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    logs = backend.client("logs")
+    try:
+        logs.delete_log_group(logGroupName="/aws/braket/jobs")
+    except logs.exceptions.ResourceNotFoundException:
+        pass
+    empty = backend.read_log(JOB_ARN)
+    assert empty.lines == []
+    logs.create_log_group(logGroupName="/aws/braket/jobs")
+    assert backend.read_log(JOB_ARN, empty.cursor).lines == []  # the group exists, the stream not yet
+    stream = f"train-example/{JOB_ARN.rsplit('/', 1)[1]}/algo-1-1700000000"
+    logs.create_log_stream(logGroupName="/aws/braket/jobs", logStreamName=stream)
+    start = recent_ms()
+    for first in range(0, 10500, 5000):
+        batch = [{"timestamp": start + i, "message": f"event {i}"} for i in range(first, min(first + 5000, 10500))]
+        logs.put_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream, logEvents=batch)
+    chunk = backend.read_log(JOB_ARN, empty.cursor)
+    assert len(chunk.lines) == 10500
+    assert chunk.lines[0] == "event 0" and chunk.lines[-1] == "event 10499"
+    assert chunk.timestamps[0] == pytest.approx(start / 1000)
+    assert backend.read_log(JOB_ARN, chunk.cursor).lines == []
+    logs.put_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream,
+                        logEvents=[{"timestamp": start + 20000, "message": "Metrics - loss=0.5; iteration_number=3;"}])
+    assert backend.read_log(JOB_ARN, chunk.cursor).lines == ["Metrics - loss=0.5; iteration_number=3;"]
+
+
+def test_cancel_of_an_ended_job_returns_its_status(aws):
+    backend, stubber, _ = aws
+    stubber.add_response("cancel_job", {"jobArn": JOB_ARN, "cancellationStatus": "CANCELLING"}, {"jobArn": JOB_ARN})
+    assert backend.cancel_job(JOB_ARN) == "CANCELLING"
+    stubber.add_client_error("cancel_job", service_error_code="ConflictException", http_status_code=409)
+    stubber.add_response("get_job", get_job_answer("COMPLETED"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    assert backend.cancel_job(JOB_ARN) == "COMPLETED"
