@@ -193,8 +193,8 @@ class AwsBackend:
 
     # -- jobs --------------------------------------------------------------------------------------
 
-    def _check_python(self, spec: JobSpec, image: str) -> None:
-        if spec.image_uri or not spec.python_version:
+    def _check_python(self, spec: JobSpec, image: str, custom: bool) -> None:
+        if custom or not spec.python_version:
             return  # a custom image is the user's to match
         if spec.python_version != IMAGE_PYTHON:
             raise AwsConfigurationError(
@@ -207,8 +207,9 @@ class AwsBackend:
     def create_job_request(self, spec: JobSpec, client_token: str | None = None) -> dict[str, Any]:
         """Uploads the job's code and data, then returns Braket's CreateJob request for it."""
         region = device_region(spec.device) or self.region
-        image = spec.image_uri or image_uri("base", region)
-        self._check_python(spec, image)
+        framework = spec.image_uri if spec.image_uri in IMAGE_REPOSITORIES else None
+        image = image_uri(framework or "base", region) if framework or not spec.image_uri else spec.image_uri
+        self._check_python(spec, image, custom=spec.image_uri is not None and framework is None)
         role = self.role_arn(spec.role_arn)
         bucket = self.default_bucket(region)
         stamp = str(int(time.time() * 1000))
@@ -411,19 +412,29 @@ class AwsBackend:
                 delay = min(delay * 1.5, poll_interval_seconds)
         return [finished[arn] for arn in task_arns]
 
-    def fetch_task_results(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The `results.json` of ended tasks, fetched concurrently by s3fs."""
-        paths = [f"{t['outputS3Bucket']}/{t['outputS3Directory'].rstrip('/')}/results.json" for t in tasks]
-        contents = self.fs.cat(paths, on_error="return")
-        documents = []
-        for task, path in zip(tasks, paths):
-            content = contents.get(path)
-            if isinstance(content, Exception) or content is None:
-                raise FileNotFoundError(
-                    f"Task {task['quantumTaskArn']} ended {task['status']} but s3://{path} could not be read: {content}"
-                )
-            documents.append(json.loads(content))
-        return documents
+    def fetch_task_results(self, tasks: Sequence[dict[str, Any]], max_parallel: int = 16) -> list[dict[str, Any]]:
+        """The `results.json` of ended tasks, read concurrently (`max_parallel` requests in flight).
+
+        A thread pool over boto3's thread-safe client: on a local S3 this measured 1.5 times faster
+        than one read after another, where s3fs's `cat` was no faster than a loop (bench/s3_results.py).
+        """
+        s3 = self.client("s3")
+
+        def read(task: dict[str, Any]) -> dict[str, Any]:
+            key = f"{task['outputS3Directory'].rstrip('/')}/results.json"
+            try:
+                body = s3.get_object(Bucket=task["outputS3Bucket"], Key=key)["Body"].read()
+            except ClientError as error:
+                if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                    raise FileNotFoundError(
+                        f"Task {task['quantumTaskArn']} ended {task['status']} but s3://{task['outputS3Bucket']}/{key} "
+                        "does not exist."
+                    ) from error
+                raise
+            return json.loads(body)
+
+        with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+            return list(pool.map(read, tasks))
 
     def run_quantum_tasks(
         self, requests: Sequence[dict[str, Any]], max_parallel: int = 10, poll_interval_seconds: float = 1.0,

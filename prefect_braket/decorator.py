@@ -148,8 +148,10 @@ def hybrid_job(
         wait_for_execution_window: In a flow, hold the submission until the device's execution
             window opens (at most `max_window_wait_seconds`), rather than paying for an idle
             job instance.
+        image_uri: A container image URI, or "base" (the default), "pytorch", "tensorflow" or
+            "cudaq" for Braket's own images in the device's region.
         instance_config, checkpoint_config, stopping_condition, output_data_config, role_arn,
-        image_uri, tags, reservation_arn: As in Braket's CreateJob; the embedded engine enforces
+        tags, reservation_arn: As in Braket's CreateJob; the embedded engine enforces
             `stopping_condition.maxRuntimeInSeconds`.
 
     Example:

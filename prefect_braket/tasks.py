@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import re
 import time
 from datetime import datetime, timezone
@@ -195,7 +196,7 @@ class JobWatcher:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise TimeoutError(f"Job {self.job.arn} did not end within {self.timeout_seconds} s.")
         delay, self.delay = self.delay, min(self.delay * 1.5, self.poll_interval_seconds)
-        return delay
+        return delay * random.uniform(0.8, 1.2)  # many waiting flows do not poll in step
 
     def poll(self) -> dict[str, Any]:
         """Reads what is new; returns the job's metadata."""

@@ -284,3 +284,96 @@ def test_cancel_of_an_ended_job_returns_its_status(aws):
     stubber.add_client_error("cancel_job", service_error_code="ConflictException", http_status_code=409)
     stubber.add_response("get_job", get_job_answer("COMPLETED"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
     assert backend.cancel_job(JOB_ARN) == "COMPLETED"
+
+
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+Z_PROGRAM = """OPENQASM 3.0;
+input float theta;
+qubit[1] q;
+rx(theta) q[0];
+#pragma braket result expectation z(q[0])
+"""
+
+
+def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, monkeypatch):
+    """Tasks go out as CreateQuantumTask, are polled, and their results.json are read from S3 concurrently."""
+    import math
+
+    from prefect_aws import AwsCredentials
+
+    from prefect_braket import BraketDevice
+    from prefect_braket.devices import LocalSimulator
+    from prefect_braket.programs import to_program
+
+    for name in ("AMZN_BRAKET_JOB_TOKEN", "AMZN_BRAKET_DEVICE_ARN", "AMZN_BRAKET_TASK_RESULTS_S3_URI"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                                 aws_client_parameters={"endpoint_url": moto_endpoint})
+    device = BraketDevice(device_arn=SV1, aws_credentials=credentials, s3_bucket="results-bucket", s3_prefix="experiment")
+    backend = device.backend()
+    backend.client("s3").create_bucket(Bucket="results-bucket")
+    stubber = Stubber(device.braket_client())
+    stubber.activate()
+    payloads = json.loads((Path(__file__).parent / "data" / "get_device.json").read_text())
+    stubber.add_response("get_device", payloads["sv1"], {"deviceArn": SV1})
+    thetas = [0.0, 0.5, 1.0, 2.0]
+    requests = []
+    device.braket_client().meta.events.register(
+        "provide-client-params.braket.CreateQuantumTask", lambda params, **kw: requests.append(dict(params)))
+    for index, theta in enumerate(thetas):
+        arn = f"arn:aws:braket:us-east-1:123456789012:quantum-task/task-{index}"
+        stubber.add_response("create_quantum_task", {"quantumTaskArn": arn})
+        # What SV1 would write: the local simulator's GateModelTaskResult for the same program.
+        _, document, _ = LocalSimulator.run("local:braket/braket_sv", to_program(Z_PROGRAM, {"theta": theta}), 0)
+        document["additionalMetadata"]["simulatorMetadata"] = {
+            "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"}, "executionDuration": 12}
+        backend.client("s3").put_object(Bucket="results-bucket", Key=f"experiment/task-{index}/results.json",
+                                        Body=json.dumps(document, default=lambda v: getattr(v, "value", str(v))))
+    for index in range(len(thetas)):  # the batch polls task by task in order
+        stubber.add_response("get_quantum_task", {
+            "quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/task-{index}", "status": "COMPLETED",
+            "deviceArn": SV1, "deviceParameters": "{}", "shots": 0, "outputS3Bucket": "results-bucket",
+            "outputS3Directory": f"experiment/task-{index}", "createdAt": datetime(2026, 11, 25, tzinfo=timezone.utc),
+        })
+    results = device.run_batch([Z_PROGRAM] * len(thetas), shots=0, inputs=[{"theta": t} for t in thetas], max_parallel=1)
+    assert [r.values[0] for r in results] == pytest.approx([math.cos(t) for t in thetas])
+    assert [r.task_arn.rsplit("/", 1)[1] for r in results] == [f"task-{i}" for i in range(len(thetas))]
+    assert all(r.cost_usd == pytest.approx(0.075 * 3 / 60) for r in results)  # 12 ms billed as 3 s
+    assert device.budget.spent_usd == pytest.approx(sum(r.cost_usd for r in results))
+    assert {r["outputS3Bucket"] for r in requests} == {"results-bucket"}
+    assert all(r["outputS3KeyPrefix"] == "experiment" and "jobToken" not in r for r in requests)
+    assert json.loads(requests[1]["action"])["inputs"] == {"theta": 0.5}
+    stubber.assert_no_pending_responses()
+
+
+def test_input_data_checkpoints_images_and_reservations(aws, monkeypatch, tmp_path):
+    backend, stubber, calls = aws
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    client = s3(backend)
+    backend.default_bucket()
+    earlier = f"s3://{BUCKET}/jobs/earlier/1/checkpoints"
+    client.put_object(Bucket=BUCKET, Key="jobs/earlier/1/checkpoints/earlier.json", Body=b'{"i": 3}')
+    stubber.add_response("get_job", get_job_answer(checkpointConfig={"localPath": "/opt/jobs/checkpoints", "s3Uri": earlier}),
+                         {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    stubber.add_response("create_job", {"jobArn": JOB_ARN.replace("6a4e", "7b5f")})
+    (tmp_path / "data.csv").write_text("1,2")
+    (tmp_path / "algo.py").write_text("def main():\n    pass\n")
+    reservation = "arn:aws:braket:us-east-1:123456789012:reservation/abc"
+    spec = JobSpec(job_name="resumed", device=FORTE, source_module=tmp_path / "algo.py", entry_point="algo:main",
+                   input_data={"csv": str(tmp_path / "data.csv"), "shared": "s3://other-bucket/shared/"},
+                   copy_checkpoints_from_job=JOB_ARN, image_uri="pytorch", role_arn=ROLE, reservation_arn=reservation,
+                   python_version=f"{sys.version_info.major}.{sys.version_info.minor}")
+    backend.create_job(spec)
+    request = [params for name, params in calls if name == "CreateJob"][0]
+    root = request["outputDataConfig"]["s3Path"].rsplit("/data", 1)[0]
+    assert request["algorithmSpecification"]["containerImage"]["uri"] == (
+        "292282985366.dkr.ecr.us-east-1.amazonaws.com/amazon-braket-pytorch-jobs:latest")
+    assert request["inputDataConfig"] == [
+        {"channelName": "csv", "dataSource": {"s3DataSource": {"s3Uri": f"{root}/data/csv/data.csv"}}},
+        {"channelName": "shared", "dataSource": {"s3DataSource": {"s3Uri": "s3://other-bucket/shared/"}}},
+    ]
+    key = f"{root}/data/csv/data.csv".split(f"{BUCKET}/", 1)[1]
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"1,2"
+    copied = request["checkpointConfig"]["s3Uri"].split(f"{BUCKET}/", 1)[1] + "/earlier.json"
+    assert client.get_object(Bucket=BUCKET, Key=copied)["Body"].read() == b'{"i": 3}'
+    assert request["associations"] == [{"arn": reservation, "type": "RESERVATION_TIME_WINDOW_ARN"}]
