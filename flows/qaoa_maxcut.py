@@ -15,6 +15,7 @@ import sys
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, task  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
 from prefect_braket.variational import SPSA, Observable, ParametricCost, run_variational  # noqa: E402
@@ -59,9 +60,10 @@ def sample_cuts(device: BraketDevice, ansatz: str, names: list[str], parameters:
 
 
 @flow(name="qaoa-maxcut")
-def qaoa_maxcut(experiment_id: str = "qaoa-maxcut", layers: int = 1, max_iterations: int = 40, shots: int = 0,
+def qaoa_maxcut(experiment_id: str | None = None, layers: int = 1, max_iterations: int = 40, shots: int = 0,
                 sample_shots: int = 200, seed: int = 11) -> dict:
     """Tunes QAOA angles for MaxCut, then samples cuts at the tuned angles."""
+    experiment_id = experiment_id or f"qaoa-maxcut-{str(flow_run.id)[:8]}"
     device = BraketDevice()
     observable = maxcut_observable()
     ansatz, names = qaoa_ansatz(layers)
@@ -84,5 +86,4 @@ def qaoa_maxcut(experiment_id: str = "qaoa-maxcut", layers: int = 1, max_iterati
 
 
 if __name__ == "__main__":
-    experiment = sys.argv[1] if len(sys.argv) > 1 else f"qaoa-maxcut-{os.getpid()}"
-    print(json.dumps(qaoa_maxcut(experiment_id=experiment)))
+    print(json.dumps(qaoa_maxcut(experiment_id=sys.argv[1] if len(sys.argv) > 1 else None)))

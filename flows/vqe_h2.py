@@ -17,6 +17,7 @@ import sys
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
 from prefect_braket.variational import Observable, ParametricCost, run_variational  # noqa: E402
@@ -44,7 +45,7 @@ CHEMICAL_ACCURACY = 1.6e-3
 
 @flow(name="vqe-h2")
 def vqe_h2(
-    experiment_id: str = "vqe-h2",
+    experiment_id: str | None = None,
     device_arn: str = "local:braket/braket_sv",
     shots: int = 0,
     learning_rate: float = 0.4,
@@ -54,7 +55,12 @@ def vqe_h2(
     checkpoint_location: str | None = None,
     fail_at_iteration: int | None = None,
 ) -> dict:
-    """Finds H2's ground-state energy with VQE and compares it with exact diagonalisation."""
+    """Finds H2's ground-state energy with VQE and compares it with exact diagonalisation.
+
+    Without an experiment id, each flow run is its own experiment (a retry of the run resumes it);
+    with one, any run with that id resumes it.
+    """
+    experiment_id = experiment_id or f"vqe-h2-{str(flow_run.id)[:8]}"
     exact = H2_HAMILTONIAN.exact_ground_energy()
     summary = run_variational(
         ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"]),
@@ -81,5 +87,4 @@ def vqe_h2(
 
 
 if __name__ == "__main__":
-    experiment = sys.argv[1] if len(sys.argv) > 1 else f"vqe-h2-{os.getpid()}"
-    print(json.dumps(vqe_h2(experiment_id=experiment)))
+    print(json.dumps(vqe_h2(experiment_id=sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -1,0 +1,136 @@
+"""Variational loops as flows: VQE accuracy, resuming, artifacts, and the same loop inside a job."""
+
+import base64
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
+
+from prefect_braket import get_job_result, hybrid_job, wait_for_job  # noqa: E402
+from prefect_braket.tasks import artifact_key  # noqa: E402
+from prefect_braket.variational import (  # noqa: E402
+    SPSA,
+    InjectedFailure,
+    Observable,
+    ParametricCost,
+    load_checkpoint,
+    run_variational,
+    run_variational_in_job,
+)
+from vqe_h2 import ANSATZ, CHEMICAL_ACCURACY, H2_HAMILTONIAN, vqe_h2  # noqa: E402
+
+
+def latest_artifacts(flow_run_id):
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    latest = {}
+    for artifact in sorted((a for a in artifacts if a.key), key=lambda a: a.created):
+        latest[artifact.key] = artifact
+    return latest
+
+
+def iteration_runs(flow_run_ids):
+    """Task runs of iterations that were evaluated (not answered from the cache)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(flow_run_ids))))
+    return [r for r in runs if r.name.startswith("resume-") and r.state and r.state.name == "Completed"]
+
+
+def test_vqe_reaches_chemical_accuracy_and_shows_it(tmp_path):
+    state = vqe_h2(experiment_id="vqe-accuracy", checkpoint_location=str(tmp_path), return_state=True)
+    result = state.result()
+    assert result["exact_energy"] == pytest.approx(-1.1373060357534)  # H2, STO-3G, 0.735 Å, with nuclear repulsion
+    assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
+    assert result["chemical_accuracy"] and 3 <= result["iterations"] <= 40
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
+    assert artifacts["vqe-accuracy-progress"].data == 100.0
+    table = json.loads(artifacts["vqe-accuracy-iterations"].data)
+    assert [row["iteration"] for row in table] == list(range(result["iterations"]))
+    assert table[-1]["energy"] == pytest.approx(result["energy"])
+    summary = artifacts["vqe-accuracy-summary"].data
+    svg = base64.b64decode(re.search(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", summary).group(1)).decode()
+    assert svg.startswith("<svg") and svg.count(",") >= result["iterations"]  # one point per iteration
+    assert f"{result['energy']:.8f}" in summary
+    checkpoint = json.loads((tmp_path / "vqe-accuracy.json").read_text())
+    assert checkpoint["braketSchemaHeader"]["name"] == "braket.jobs_data.persisted_job_data"
+    assert len(checkpoint["dataDictionary"]["history"]) == result["iterations"]
+
+
+def test_resumed_run_evaluates_each_iteration_once(tmp_path):
+    first = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), fail_at_iteration=4,
+                   return_state=True)
+    assert first.is_failed()
+    with pytest.raises(InjectedFailure):
+        first.result()
+    assert len(load_checkpoint(str(tmp_path), "resume-once")["history"]) == 4
+    second = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), return_state=True)
+    result = second.result()
+    assert result["evaluated_iterations"] == result["iterations"] - 4
+    assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
+    ids = [first.state_details.flow_run_id, second.state_details.flow_run_id]
+    from conftest import wait_for
+
+    runs = wait_for(lambda: (lambda r: r if len(r) >= result["iterations"] else None)(iteration_runs(ids)), timeout=20)
+    names = sorted(r.name for r in runs)
+    assert len(names) == len(set(names)) == result["iterations"]  # each iteration evaluated once, over both runs
+    third = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path))
+    assert third["evaluated_iterations"] == 0 and third["energy"] == result["energy"]
+
+
+def test_iterations_are_cached_even_without_the_checkpoint(tmp_path):
+    """A crash between an iteration and its checkpoint costs nothing: the iteration comes from the cache."""
+    cost = ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"])
+
+    @flow
+    def short(location: str):
+        return run_variational(cost, [0.0], experiment_id="cache-only", checkpoint_location=location,
+                               max_iterations=3, optimizer=SPSA(seed=3))
+
+    first = short(str(tmp_path / "a"))
+    second = short(str(tmp_path / "b"))  # an empty checkpoint location: starts over, but from the cache
+    assert first["evaluated_iterations"] == 3 and second["evaluated_iterations"] == 0
+    assert second["energy"] == first["energy"]
+
+
+def test_bad_variational_input():
+    with pytest.raises(ValueError, match="Pauli strings of one length"):
+        Observable.from_dict({"XZ": 1.0, "Z": 2.0})
+
+    @flow
+    def bad():
+        return run_variational(ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"]), [0.0], experiment_id="Bad_Id")
+
+    with pytest.raises(ValueError, match="experiment_id 'Bad_Id'.*'bad-id'"):
+        bad()
+
+
+@hybrid_job(device="local:braket/braket_sv")
+def vqe_in_job(max_iterations: int = 6):
+    return run_variational_in_job(ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"]), [0.0], learning_rate=0.4,
+                                  max_iterations=max_iterations, tolerance=0.0)
+
+
+def test_the_same_loop_inside_a_job_publishes_the_same_metrics(engine, tmp_path):
+    @flow
+    def in_job():
+        job = vqe_in_job(max_iterations=6)
+        wait_for_job(job, poll_interval_seconds=0.5)
+        return job, get_job_result(job)
+
+    state = in_job(return_state=True)
+    job, result = state.result()
+    table = json.loads(latest_artifacts(state.state_details.flow_run_id)[f"{artifact_key(job.name)}-metrics"].data)
+    assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    in_flow = vqe_h2(experiment_id="same-metrics", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
+    history = load_checkpoint(str(tmp_path), "same-metrics")["history"]
+    assert table["energy"] == pytest.approx([h["energy"] for h in history])
+    assert result["energy"] == pytest.approx(in_flow["energy"])
+    checkpoint = engine.job_directory(job.arn) / "checkpoints" / f"{job.name}.json"
+    assert len(json.loads(checkpoint.read_text())["dataDictionary"]["history"]) == 6
