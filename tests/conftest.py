@@ -50,6 +50,56 @@ def wait_for(predicate, timeout=10.0, interval=0.02):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def latest_artifacts(flow_run_id) -> dict:
+    """The newest version of each keyed artifact of a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {a.key: a for a in sorted((a for a in artifacts if a.key), key=lambda a: a.created)}
+
+
+class LosesFirstCreate:
+    """A backend that creates the job, then loses the first response: what a dropped connection does."""
+
+    lost = 0
+
+    def create_job(self, spec, client_token=None):
+        arn = super().create_job(spec, client_token)
+        if type(self).lost == 0:
+            type(self).lost += 1
+            raise ConnectionError("connection reset before the response arrived")
+        return arn
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process, timeout: float = 180.0, expect: bytes | None = None) -> None:
+    """Polls `url` until it answers (with `expect`, if given); fails if `process` exits first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            body = urllib.request.urlopen(url, timeout=2).read()
+            if expect is None or body == expect:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -62,30 +112,16 @@ def pid_alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """moto's standalone server on 127.0.0.1, for S3, CloudWatch Logs, STS and IAM over real HTTP."""
-    import socket
     import subprocess
     import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
+    wait_until_up(f"{endpoint}/moto-api/", server, timeout=30)
     yield endpoint
     server.terminate()
     server.wait(timeout=10)

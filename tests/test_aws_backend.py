@@ -20,7 +20,8 @@ from prefect_braket import HybridJob, JobFailedError, JobSpec, hybrid_job
 from prefect_braket import aws_backend as aws_module
 from prefect_braket.archive import UnsafeArchiveError
 from prefect_braket.aws_backend import AwsBackend, AwsConfigurationError
-from prefect_braket.jobs import log_metric, save_job_checkpoint
+from conftest import LosesFirstCreate
+from helpers import examples
 
 FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
@@ -65,22 +66,12 @@ def get_job_answer(status="COMPLETED", **extra):
     return answer
 
 
-@hybrid_job(device=FORTE, backend="aws", job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})
-def train(num_tasks: int = 1, lr: float = 0.1):
-    theta = 0.0
-    for i in range(num_tasks):
-        theta += lr
-        log_metric(metric_name="theta", value=theta, iteration_number=i)
-        save_job_checkpoint({"theta": theta, "i": i})
-    return {"final_theta": theta}
-
-
 def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path):
     backend, stubber, calls = aws
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     stubber.add_response("create_job", {"jobArn": JOB_ARN})
     job = hybrid_job(device=FORTE, backend=backend, job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})(
-        train.__wrapped__)(num_tasks=5)
+        examples.train)(num_tasks=5)
     assert job.arn == JOB_ARN
     (name, request), = calls
     assert name == "CreateJob"
@@ -160,15 +151,8 @@ def test_default_bucket_is_created_in_the_region(aws_session, moto_endpoint):
     assert AwsBackend(session=aws_session, region="eu-north-1", endpoint_url=moto_endpoint).default_bucket() == bucket
 
 
-class LosesFirstResponse(AwsBackend):
-    lost = 0
-
-    def create_job(self, spec, client_token=None):
-        arn = super().create_job(spec, client_token)
-        if LosesFirstResponse.lost == 0:
-            LosesFirstResponse.lost += 1
-            raise ConnectionError("connection reset before the response arrived")
-        return arn
+class LosesFirstResponse(LosesFirstCreate, AwsBackend):
+    pass
 
 
 def test_retried_submission_sends_the_same_token_and_finds_the_same_job(aws, aws_session, moto_endpoint, monkeypatch):

@@ -1,15 +1,14 @@
 """Deployments: a real `prefect server start` on 127.0.0.1 serves an example flow, run through the API."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port, wait_until_up
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
@@ -31,32 +30,16 @@ def test_prefect_yaml_declares_valid_deployments():
         assert f"def {function}(" in (REPO / path).read_text()
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def prefect_server(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PREFECT_BRAKET_HOME=str(tmp_path / "engine"),
                PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"))
     env.pop("PREFECT_TEST_MODE", None)
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                                str(port), "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read() == b"true":
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError("prefect server did not start")
-        time.sleep(0.5)
+    wait_until_up(f"http://127.0.0.1:{port}/api/health", server, timeout=180, expect=b"true")
     yield env
     server.terminate()
     server.wait(timeout=30)

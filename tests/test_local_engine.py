@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import job_count, pid_alive, wait_for
+from helpers import examples
 from prefect_braket import HybridJob, JobFailedError, JobSpec, StoppingCondition, hybrid_job
 from prefect_braket.jobs import (
     get_checkpoint_dir,
@@ -26,14 +27,7 @@ from prefect_braket.jobs import (
 QPU = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 
 
-@hybrid_job(device="local:braket/braket_sv")
-def train(num_tasks: int = 1, lr: float = 0.1):
-    theta = 0.0
-    for i in range(num_tasks):
-        theta += lr
-        log_metric(metric_name="theta", value=theta, iteration_number=i)
-        save_job_checkpoint({"theta": theta, "i": i})
-    return {"final_theta": theta}
+train = hybrid_job(device="local:braket/braket_sv")(examples.train)
 
 
 def test_example_runs_and_returns_like_braket(engine):

@@ -9,30 +9,14 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from conftest import job_count, pid_alive, wait_for
+from conftest import LosesFirstCreate, job_count, latest_artifacts, pid_alive, wait_for
 from prefect_braket import BraketHybridJob, HybridJob, LocalEngine, hybrid_job, wait_for_job_async
-from prefect_braket.jobs import log_metric, save_job_checkpoint
+from helpers import examples
+from prefect_braket.jobs import save_job_checkpoint
 from prefect_braket.tasks import artifact_key
 
 
-@hybrid_job(device="local:braket/braket_sv")
-def train(num_tasks: int = 1, lr: float = 0.1):
-    theta = 0.0
-    for i in range(num_tasks):
-        theta += lr
-        log_metric(metric_name="theta", value=theta, iteration_number=i)
-        save_job_checkpoint({"theta": theta, "i": i})
-    return {"final_theta": theta}
-
-
-def _latest_artifacts(flow_run_id):
-    """The newest version of each keyed artifact of a flow run."""
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    latest = {}
-    for artifact in sorted((a for a in artifacts if a.key), key=lambda a: a.created):
-        latest[artifact.key] = artifact
-    return latest
+train = hybrid_job(device="local:braket/braket_sv")(examples.train)
 
 
 def await_result(state):
@@ -59,7 +43,7 @@ def test_example_in_a_flow_publishes_metrics_as_artifacts(engine):
     job, result = state.result()
     assert result == {"final_theta": pytest.approx(0.5)}
     key = artifact_key(job.name)
-    artifacts = _latest_artifacts(state.state_details.flow_run_id)
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
     table = json.loads(artifacts[f"{key}-metrics"].data)
     assert table["theta"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
     assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -73,17 +57,8 @@ def test_example_in_a_flow_publishes_metrics_as_artifacts(engine):
     assert names[2].startswith("wait-for-braket-job-")
 
 
-class LossyEngine(LocalEngine):
-    """Creates the job, then loses the response once: what a dropped connection does."""
-
-    lost = 0
-
-    def create_job(self, spec, client_token=None):
-        arn = super().create_job(spec, client_token)
-        if LossyEngine.lost == 0:
-            LossyEngine.lost += 1
-            raise ConnectionError("connection reset before the response arrived")
-        return arn
+class LossyEngine(LosesFirstCreate, LocalEngine):
+    pass
 
 
 def test_retried_submission_reattaches_instead_of_creating_a_second_job(engine):
@@ -149,7 +124,7 @@ def test_async_waits_run_side_by_side(engine):
     # Both ran at once: their run windows overlap.
     assert metas[0]["startedAt"] < metas[1]["endedAt"] and metas[1]["startedAt"] < metas[0]["endedAt"]
     assert time.monotonic() - started < 20
-    artifacts = _latest_artifacts(state.state_details.flow_run_id)
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
     for job in jobs:
         assert artifacts[f"{artifact_key(job.name)}-progress"].data == 100.0
         assert "COMPLETED" in artifacts[f"{artifact_key(job.name)}-summary"].data
@@ -246,7 +221,15 @@ def test_shipped_block_documents_save_and_run(engine, monkeypatch):
     spec = importlib.util.spec_from_file_location("save_blocks", repo / "blocks" / "save_blocks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert "braket-hybrid-job/example-training" in module.save_all(repo / "blocks", overwrite=True)
+    saved = module.save_all(repo / "blocks", overwrite=True)
+    assert {"braket-hybrid-job/example-training", "braket-device/local-sv", "braket-device/sv1",
+            "braket-device/ionq-forte"} <= set(saved)
+    from prefect_braket import BraketDevice
+
+    forte = BraketDevice.load("ionq-forte")
+    assert forte.region == "us-east-1" and forte.resolve_shots(None) == 100 and forte.max_cost_usd == 50.0
+    assert BraketDevice.load("local-sv").run(
+        "OPENQASM 3.0;\nqubit[1] q;\nx q[0];\n#pragma braket result probability\n").values[0].tolist() == [0.0, 1.0]
 
     block = BraketHybridJob.load("example-training")
     block.engine_home = str(engine.root)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -52,11 +53,7 @@ def test_seed_example_runs_as_a_job_and_publishes_its_metrics(engine):
     job, result = state.result()
     assert result["priorities"] == ["Priority"]  # tasks to the job's own device carry its token
     assert abs(result["final_exp_val"]) <= 0.5
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
-    latest = {a.key: a for a in sorted((a for a in artifacts if a.key), key=lambda a: a.created)}
+    latest = latest_artifacts(state.state_details.flow_run_id)
     table = json.loads(latest[f"{artifact_key(job.name)}-metrics"].data)
     assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert table["exp_val"][-1] == pytest.approx(result["final_exp_val"])

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -25,15 +26,6 @@ from prefect_braket.variational import (  # noqa: E402
     run_variational_in_job,
 )
 from vqe_h2 import ANSATZ, CHEMICAL_ACCURACY, H2_HAMILTONIAN, vqe_h2  # noqa: E402
-
-
-def latest_artifacts(flow_run_id):
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    latest = {}
-    for artifact in sorted((a for a in artifacts if a.key), key=lambda a: a.created):
-        latest[artifact.key] = artifact
-    return latest
 
 
 def iteration_runs(flow_run_ids):
