@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,20 @@ class PriceTable:
         if per_hour is None:
             raise UnknownPriceError(f"No price for job instance {instance_type!r} in the price table.")
         return per_hour * instance_count * seconds / 3600.0
+
+
+    def job_instance_cost_of(self, job: dict[str, Any]) -> float:
+        """The instance cost of a job from its GetJob description: billed time (or run time so far)
+        at its instance type's price; 0 on the embedded engine. Its quantum tasks are billed apart."""
+        if job["jobArn"].startswith("local:"):
+            return 0.0
+        seconds = job.get("billableDuration")
+        seconds = seconds / 1000.0 if seconds is not None else 0.0
+        if not seconds and job.get("startedAt"):
+            ended = job.get("endedAt") or datetime.now(timezone.utc)
+            seconds = (ended - job["startedAt"]).total_seconds()
+        instances = job["instanceConfig"]
+        return self.job_instance_cost(instances["instanceType"], seconds, instances.get("instanceCount", 1))
 
 
 class Budget:

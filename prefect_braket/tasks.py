@@ -41,6 +41,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_logger, get_run_logger
 
 from prefect_braket.backend import TERMINAL_STATES, JobBackend, backend_for, is_transient
+from prefect_braket.cost import PriceTable, UnknownPriceError
 from prefect_braket.job_handle import HybridJob
 from prefect_braket.job_spec import JobSpec
 from prefect_braket.metrics import MetricsParser, MetricType, Statistic
@@ -283,6 +284,11 @@ class JobWatcher:
             f"| run time | {duration} |",
             f"| metric lines | {len(self.parser.rows)} |",
         ]
+        try:
+            cost = f"${PriceTable.default().job_instance_cost_of(meta):.4f} (instance time; tasks billed apart)"
+        except UnknownPriceError as error:
+            cost = f"unknown ({error})"
+        lines.append(f"| estimated cost | {cost} |")
         if meta.get("failureReason"):
             lines.append(f"| failure reason | {meta['failureReason']} |")
         lines += [f"| last {name} | {value} |" for name, value in last.items()]

@@ -246,6 +246,21 @@ def test_cost_estimates_follow_braket_billing():
     assert prices.job_instance_cost("ml.m5.large", 3600) == pytest.approx(prices.table["job_instance_per_hour"]["ml.m5.large"])
 
 
+def test_job_instance_cost_from_get_job():
+    from datetime import datetime, timedelta, timezone
+
+    prices = PriceTable.default()
+    hourly = prices.table["job_instance_per_hour"]["ml.m5.large"]
+    started = datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
+    job = {"jobArn": "arn:aws:braket:us-east-1:123456789012:job/x",
+           "instanceConfig": {"instanceType": "ml.m5.large", "instanceCount": 2, "volumeSizeInGb": 30},
+           "billableDuration": 1_800_000, "startedAt": started, "endedAt": started + timedelta(hours=1)}
+    assert prices.job_instance_cost_of(job) == pytest.approx(hourly * 2 * 0.5)  # billed time wins
+    del job["billableDuration"]
+    assert prices.job_instance_cost_of(job) == pytest.approx(hourly * 2)
+    assert prices.job_instance_cost_of({**job, "jobArn": "local:job/x"}) == 0.0
+
+
 def test_price_table_can_be_replaced(tmp_path, monkeypatch):
     table = dict(PriceTable.default().table, qpu={"ionq/forte": {"per_task": 1.0, "per_shot": 0.0}})
     (tmp_path / "prices.json").write_text(json.dumps(table))

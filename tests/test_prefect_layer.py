@@ -51,6 +51,7 @@ def test_example_in_a_flow_publishes_metrics_as_artifacts(engine):
     assert artifacts[f"{key}-progress"].data == 100.0
     summary = artifacts[f"{key}-summary"].data
     assert "COMPLETED" in summary and job.arn in summary and "last theta | 0.5" in summary
+    assert "| estimated cost | $0.0000" in summary  # the embedded engine is free
     names = sorted(r.name for r in _task_runs(state.state_details.flow_run_id, 3))
     assert names[0].startswith("get-braket-job-result-")
     assert names[1] == "submit-" + job.name
