@@ -262,13 +262,27 @@ class SPSA:
         return params - ak * gradient, values[0], float(np.linalg.norm(gradient))
 
 
-def as_optimizer(optimizer: Any, learning_rate: float = 0.1) -> GradientDescent | SPSA:
-    if isinstance(optimizer, (GradientDescent, SPSA)):
+@dataclass(frozen=True)
+class ScipyMinimize:
+    """A SciPy minimiser ("COBYLA", "Nelder-Mead", "Powell", ...; needs scipy). Each cost evaluation
+    is an iteration; a resumed run replays the checkpointed evaluations without running them again."""
+
+    method: str = "COBYLA"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def as_optimizer(optimizer: Any, learning_rate: float = 0.1) -> GradientDescent | SPSA | ScipyMinimize:
+    if isinstance(optimizer, (GradientDescent, SPSA, ScipyMinimize)):
         return optimizer
     names = {"gradient-descent": lambda: GradientDescent(learning_rate), "spsa": SPSA}
     if optimizer in names:
         return names[optimizer]()
-    raise ValueError(f"Unknown optimizer {optimizer!r}: use 'gradient-descent', 'spsa', or a GradientDescent/SPSA object.")
+    if isinstance(optimizer, str) and optimizer.startswith("scipy:"):
+        return ScipyMinimize(optimizer.split(":", 1)[1])
+    raise ValueError(
+        f"Unknown optimizer {optimizer!r}: use 'gradient-descent', 'spsa', 'scipy:<method>' (such as "
+        "'scipy:COBYLA'), or a GradientDescent, SPSA or ScipyMinimize object."
+    )
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -328,6 +342,7 @@ class LoopState:
     parameters: np.ndarray
     history: list[Iteration] = field(default_factory=list)
     converged: bool = False
+    initial: list[float] | None = None  # where a SciPy run started, to replay it on resume
 
     @property
     def next_iteration(self) -> int:
@@ -335,12 +350,15 @@ class LoopState:
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {"parameters": self.parameters.tolist(), "converged": self.converged,
-                "history": [vars(h) for h in self.history]}
+                "history": [vars(h) for h in self.history], "initial": self.initial}
 
     @classmethod
     def from_checkpoint(cls, data: dict[str, Any]) -> "LoopState":
         return cls(np.asarray(data["parameters"], dtype=float), [Iteration(**h) for h in data["history"]],
-                   bool(data.get("converged")))
+                   bool(data.get("converged")), data.get("initial"))
+
+    def best_energy(self) -> float | None:
+        return min(h.energy for h in self.history) if self.history else None
 
 
 def optimize(
@@ -349,6 +367,8 @@ def optimize(
     fail_at_iteration: int | None = None,
 ) -> LoopState:
     """The optimisation loop both the flow and the job run; `evaluate` and `record` differ."""
+    if isinstance(optimizer, ScipyMinimize):
+        return _optimize_with_scipy(state, optimizer, max_iterations, tolerance, evaluate, record, fail_at_iteration)
     while not state.converged and state.next_iteration < max_iterations:
         iteration = state.next_iteration
         if fail_at_iteration is not None and iteration == fail_at_iteration:
@@ -364,6 +384,54 @@ def optimize(
         state.parameters = parameters
         state.converged = previous is not None and abs(previous - step.energy) < tolerance
         record(state, step)
+    return state
+
+
+def final_energy(state: LoopState, optimizer: Any) -> float | None:
+    """The energy at the final parameters: the last iteration's, or SciPy's best evaluation."""
+    if not state.history:
+        return None
+    return state.best_energy() if isinstance(optimizer, ScipyMinimize) else state.history[-1].energy
+
+
+class _IterationLimit(Exception):
+    pass
+
+
+def _optimize_with_scipy(
+    state: LoopState, optimizer: ScipyMinimize, max_iterations: int, tolerance: float,
+    evaluate: Callable[[int, list[np.ndarray]], list[float]], record: Callable[[LoopState, Iteration], None],
+    fail_at_iteration: int | None,
+) -> LoopState:
+    from scipy.optimize import minimize
+
+    replay = list(state.history)
+    start = np.asarray(state.initial if state.initial is not None else state.parameters, dtype=float)
+    state.initial, state.history = start.tolist(), []
+
+    def objective(x: np.ndarray) -> float:
+        index = len(state.history)
+        if index >= max_iterations:
+            raise _IterationLimit
+        if index < len(replay) and np.allclose(replay[index].parameters, x, rtol=0, atol=1e-12):
+            state.history.append(replay[index])  # finished before: not evaluated again
+            return replay[index].energy
+        if fail_at_iteration is not None and index == fail_at_iteration:
+            raise InjectedFailure(f"Failure injected before iteration {index}.")
+        started = time.perf_counter()
+        value = float(evaluate(index, [np.asarray(x, dtype=float)])[0])
+        step = Iteration(index, value, float("nan"), [float(v) for v in x], time.perf_counter() - started)
+        state.history.append(step)
+        state.parameters = np.asarray(min(state.history, key=lambda h: h.energy).parameters)
+        record(state, step)
+        return value
+
+    try:
+        outcome = minimize(objective, start, method=optimizer.method, tol=tolerance or None,
+                           options={"maxiter": max_iterations, **optimizer.options})
+        state.converged = bool(outcome.success)
+    except _IterationLimit:
+        state.converged = False
     return state
 
 
@@ -423,7 +491,8 @@ def run_variational(
         initial_parameters: Where the first run starts (a resumed run starts at its checkpoint).
         experiment_id: Names the checkpoint, the cache entries and the artifacts ([a-z0-9-]).
         device: A `BraketDevice`; the local state-vector simulator by default.
-        optimizer: "gradient-descent" (parameter shift), "spsa", or an optimizer object.
+        optimizer: "gradient-descent" (parameter shift), "spsa", "scipy:<method>" (with scipy
+            installed), or a GradientDescent, SPSA or ScipyMinimize object.
         max_iterations, tolerance: Stop after this many iterations, or when the energy changes
             by less than `tolerance` between iterations.
         shots: Shots per circuit; 0 for exact values on simulators.
@@ -489,9 +558,9 @@ def run_variational(
             f"![convergence](data:image/svg+xml;base64,{image})", "",
             f"Energy by iteration: `{sparkline(energies)}`", "",
             "| | |", "|---|---|",
-            f"| final energy | {energies[-1]:.8f} |",
+            f"| final energy | {final_energy(state, chosen):.8f} |",
             *([f"| reference energy | {reference_energy:.8f} |",
-               f"| error | {energies[-1] - reference_energy:.2e} |"] if reference_energy is not None else []),
+               f"| error | {final_energy(state, chosen) - reference_energy:.2e} |"] if reference_energy is not None else []),
             f"| iterations | {len(energies)} ({evaluated} evaluated in this run) |",
             f"| converged | {state.converged} |",
             f"| device | `{device.device_arn}` |",
@@ -502,7 +571,7 @@ def run_variational(
                                  description=f"Summary of {experiment_id}", _sync=True)
     return {
         "experiment_id": experiment_id,
-        "energy": state.history[-1].energy if state.history else None,
+        "energy": final_energy(state, chosen),
         "parameters": [float(p) for p in state.parameters],
         "iterations": len(state.history),
         "evaluated_iterations": evaluated,
@@ -550,12 +619,12 @@ def run_variational_in_job(
         save_job_checkpoint(current.to_checkpoint())
 
     optimize(state, chosen, max_iterations, tolerance, lambda _, points: cost.evaluate(device, points, shots), record)
-    return {"energy": state.history[-1].energy if state.history else None,
+    return {"energy": final_energy(state, chosen),
             "parameters": [float(p) for p in state.parameters], "iterations": len(state.history),
             "converged": state.converged}
 
 
 __all__ = [
-    "FunctionCost", "GradientDescent", "InjectedFailure", "Observable", "ParametricCost", "SPSA",
+    "FunctionCost", "GradientDescent", "InjectedFailure", "Observable", "ParametricCost", "SPSA", "ScipyMinimize",
     "run_variational", "run_variational_in_job", "evaluate_iteration",
 ]

@@ -126,3 +126,12 @@ def test_the_same_loop_inside_a_job_publishes_the_same_metrics(engine, tmp_path)
     assert result["energy"] == pytest.approx(in_flow["energy"])
     checkpoint = engine.job_directory(job.arn) / "checkpoints" / f"{job.name}.json"
     assert len(json.loads(checkpoint.read_text())["dataDictionary"]["history"]) == 6
+
+
+def test_scipy_minimizer_reaches_accuracy_and_replays_on_resume(tmp_path):
+    first = vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA",
+                   fail_at_iteration=5, return_state=True)
+    assert first.is_failed()
+    result = vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA")
+    assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
+    assert result["evaluated_iterations"] == result["iterations"] - 5  # the first five were replayed
