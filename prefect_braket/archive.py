@@ -26,9 +26,19 @@ def pack_directory(directory: Path, archive: Path) -> None:
     """Packs a directory's contents (not the directory itself), as `model.tar.gz` holds them."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(f".{archive.name}.{os.getpid()}.tmp")
+    root = directory.resolve() if directory.exists() else directory
+
+    def inside_only(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        # A job killed mid-run can leave its input-data links behind; they point outside.
+        if member.issym() or member.islnk():
+            target = (root / PurePosixPath(member.name).parent / member.linkname).resolve()
+            if PurePosixPath(member.linkname).is_absolute() or not target.is_relative_to(root):
+                return None
+        return member
+
     with tarfile.open(tmp, "w:gz") as tar:
         for entry in sorted(directory.iterdir()) if directory.exists() else []:
-            tar.add(entry, arcname=entry.name)
+            tar.add(entry, arcname=entry.name, filter=inside_only)
     os.replace(tmp, archive)
 
 

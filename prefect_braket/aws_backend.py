@@ -438,10 +438,16 @@ class AwsBackend:
 
     def run_quantum_tasks(
         self, requests: Sequence[dict[str, Any]], max_parallel: int = 10, poll_interval_seconds: float = 1.0,
+        client_tokens: Sequence[str] | None = None,
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Creates tasks (at most `max_parallel` requests in flight), waits, and returns (task, result) pairs."""
+        """Creates tasks (at most `max_parallel` requests in flight), waits, and returns (task, result) pairs.
+
+        With `client_tokens` (one per request, stable across retries), a retried batch gets back the
+        tasks it already created instead of paying for them twice.
+        """
+        tokens = list(client_tokens) if client_tokens else [None] * len(requests)
         with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-            arns = list(pool.map(self.create_quantum_task, requests))
+            arns = list(pool.map(self.create_quantum_task, requests, tokens))
         tasks = self.wait_for_quantum_tasks(arns, poll_interval_seconds)
         failed = [t for t in tasks if t["status"] != "COMPLETED"]
         if failed:

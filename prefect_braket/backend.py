@@ -21,6 +21,12 @@ class JobNotFoundError(LookupError):
     """No job with this ARN is known to the backend."""
 
 
+class SubmissionInProgress(RuntimeError):
+    """Another call with the same client token is still creating its job; retrying finds it."""
+
+    retryable = True
+
+
 class JobFailedError(RuntimeError):
     """A job ended FAILED or CANCELLED; carries its failure reason and the end of its log."""
 

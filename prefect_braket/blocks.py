@@ -12,6 +12,7 @@ run and whose `fetch_result()` returns its `results.json`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from datetime import datetime
@@ -41,7 +42,7 @@ from prefect_braket.devices import (
     job_priority_token,
 )
 from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition
-from prefect_braket.programs import to_program
+from prefect_braket.programs import input_sets, to_program
 from prefect_braket.results import TaskResult
 from prefect_braket.tasks import JobWatcher
 
@@ -304,6 +305,7 @@ class BraketDevice(Block):
     def run_batch(
         self, programs: Sequence[Any], shots: Optional[int] = None,
         inputs: Optional[dict[str, Any] | Sequence[Optional[dict[str, Any]]]] = None, max_parallel: Optional[int] = None,
+        client_token: Optional[str] = None,
     ) -> list[TaskResult]:
         """Runs several programs; results in program order.
 
@@ -312,13 +314,10 @@ class BraketDevice(Block):
 
         Every program is checked, and the whole batch's estimated cost reserved against the
         budget, before the first is submitted. `inputs` is one dict for all programs or one per program.
+        A `client_token` that is the same on every retry (the Prefect tasks pass one) makes a retried
+        batch get back the tasks it already created on Amazon Braket.
         """
-        if isinstance(inputs, dict) or inputs is None:
-            per_program = [inputs] * len(programs)
-        else:
-            per_program = list(inputs)
-            if len(per_program) != len(programs):
-                raise ValueError(f"{len(programs)} programs but {len(per_program)} input sets.")
+        per_program = input_sets(programs, inputs)
         shots = self.resolve_shots(shots)
         description = self.description(DESCRIPTION_MAX_AGE_SECONDS)
         resolved = [to_program(p, i) for p, i in zip(programs, per_program)]
@@ -347,7 +346,10 @@ class BraketDevice(Block):
                     create_quantum_task_request(self.device_arn, program, shots, bucket, prefix, token, self.reservation_arn)
                     for program in resolved
                 ]
-                finished = self.backend().run_quantum_tasks(requests, max_parallel=parallel)
+                tokens = None if client_token is None else [
+                    hashlib.sha256(f"{client_token}:{index}".encode()).hexdigest() for index in range(len(requests))
+                ]
+                finished = self.backend().run_quantum_tasks(requests, max_parallel=parallel, client_tokens=tokens)
                 results = []
                 for program, (task, document) in zip(resolved, finished):
                     result = TaskResult.from_gate_model(document, task["quantumTaskArn"], self.device_arn,

@@ -18,6 +18,7 @@ import os
 import runpy
 import sys
 import traceback
+import typing
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
@@ -73,10 +74,14 @@ def _bind_hyperparameters(function: Any) -> dict[str, Any]:
         signature.bind(**values)
     except TypeError:
         return {}
+    try:
+        hints = typing.get_type_hints(function)  # resolves `from __future__ import annotations`
+    except Exception:
+        hints = {}
     converted = {}
     for name, value in values.items():
-        annotation = signature.parameters[name].annotation if name in signature.parameters else str
-        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+        annotation = hints.get(name, str)
+        if not callable(annotation) or getattr(annotation, "__module__", "") == "typing":
             annotation = str
         try:
             converted[name] = annotation(value) if annotation is not bool else value.lower() in ("1", "true", "yes")
@@ -109,6 +114,10 @@ def run() -> Any:
         raise
     try:
         return function(**arguments)
+    except SystemExit as error:
+        if error.code not in (None, 0):  # sys.exit(0) at the end of a script is success
+            failure_file.write_text(f"SystemExit: {error.code}")
+        raise
     except BaseException as error:
         failure_file.write_text(f"{type(error).__name__}: {error}")
         raise

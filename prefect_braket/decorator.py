@@ -178,7 +178,8 @@ def hybrid_job(
     fmt = PersistedJobDataFormat.parse(data_format)
     requirements = _requirement_lines(dependencies)
     given_backend = None if backend is None or isinstance(backend, str) else backend
-    if given_backend is None and device_block is not None and not device_block.is_local and backend in (None, "aws"):
+    if (given_backend is None and device_block is not None and not device_block.is_local and not local
+            and backend in (None, "aws")):
         given_backend = device_block.backend()  # the block's credentials and region
     backend_name = ("local" if local else None) if backend is None else backend if given_backend is None else None
     if given_backend is None:

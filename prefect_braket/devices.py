@@ -305,7 +305,7 @@ def create_quantum_task_request(
     device_arn: str, program: Program, shots: int, bucket: str, key_prefix: str,
     job_token: str | None = None, reservation_arn: str | None = None, tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Braket's CreateQuantumTask parameters for an OpenQASM program (botocore adds the client token)."""
+    """Braket's CreateQuantumTask parameters for an OpenQASM program (the client token is added when sent)."""
     request: dict[str, Any] = {
         "deviceArn": device_arn,
         "action": json.dumps(program.action()),

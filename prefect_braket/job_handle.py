@@ -185,7 +185,10 @@ class HybridJob:
 
     def fetch_result(self, allow_pickle: bool = False) -> dict[str, Any]:
         """The `results.json` of a job that has ended, read through a private temporary directory."""
-        if self.state() != "COMPLETED":
+        status = self.state()
+        if status not in TERMINAL_STATES:
+            raise RuntimeError(f"Job {self.arn} is {status}, not finished: wait for it first (result() waits).")
+        if status != "COMPLETED":
             raise self.failure()
         with tempfile.TemporaryDirectory(prefix="prefect-braket-result-") as tmp:
             extracted = self.backend.download_output(self.arn, Path(tmp))

@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from prefect_braket.archive import pack_directory, pack_source, safe_extract
-from prefect_braket.backend import TERMINAL_STATES, JobNotFoundError, LogChunk
+from prefect_braket.backend import TERMINAL_STATES, JobNotFoundError, LogChunk, SubmissionInProgress
 from prefect_braket.job_spec import JobSpec
 
 HOME_VARIABLE = "PREFECT_BRAKET_HOME"
 ARN_PREFIX = "local:job/"
 CANCEL_GRACE_SECONDS = 2.0
+ORPHAN_GRACE_SECONDS = 10.0
 QUEUE_POLL_SECONDS = 0.05
 
 _spawned: list[subprocess.Popen] = []
@@ -99,19 +100,44 @@ def _group_alive(pgid: int | None) -> bool:
         return False
 
 
-def _kill_group(pgid: int | None, grace: float = CANCEL_GRACE_SECONDS) -> None:
-    """Ends a process group: SIGTERM, then SIGKILL for whatever is still there after `grace`."""
+def _kill_group(pgid: int | None, grace: float = CANCEL_GRACE_SECONDS, leader: subprocess.Popen | None = None) -> None:
+    """Ends a process group: SIGTERM, then SIGKILL for whatever is still there after `grace`.
+
+    `leader` is the group's leader when it is our child: it is reaped as it ends, since a zombie
+    still counts as a member of its group.
+    """
     if not _group_alive(pgid):
         return
-    os.killpg(pgid, signal.SIGTERM)
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _group_alive(pgid):
+        if leader is not None:
+            leader.poll()
         time.sleep(0.02)
     if _group_alive(pgid):
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _group_belongs_to(pgid: int | None, marker: str) -> bool:
+    """Whether a live member of process group `pgid` runs in the job whose files are under `marker`
+    (after a restart the number may belong to somebody else's processes)."""
+    if not _group_alive(pgid):
+        return False
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            if marker.encode() in proc.joinpath("environ").read_bytes():
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return not Path("/proc").exists()
 
 
 class JobStore:
@@ -199,38 +225,50 @@ class LocalEngine:
 
     def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
         self._reap()
-        claim = None
-        if client_token:
-            claim = self.root / "tokens" / hashlib.sha256(client_token.encode()).hexdigest()
-            claim.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                return self._claimed_arn(claim)
-        try:
-            arn = self._create(spec)
-        except BaseException:
-            if claim:
-                claim.unlink(missing_ok=True)
-            raise
-        if claim:
-            claim.write_text(arn)
-        return arn
-
-    def _claimed_arn(self, claim: Path) -> str:
-        # Another call with this token is creating the job right now; its ARN follows shortly.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if not claim.exists():
-                raise RuntimeError("The earlier submission with this client token failed; submit again.")
-            arn = claim.read_text().strip()
-            if arn:
-                return arn
-            time.sleep(0.02)
-        raise TimeoutError(f"A submission with this client token never finished ({claim}).")
-
-    def _create(self, spec: JobSpec) -> str:
         job_id = uuid.uuid4().hex
+        if not client_token:
+            return self._create(spec, job_id)
+        claim = self.root / "tokens" / hashlib.sha256(client_token.encode()).hexdigest()
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            # The claim names the job before it exists, and appears whole (link is atomic).
+            draft = claim.with_name(f".{claim.name}.{job_id}")
+            draft.write_text(ARN_PREFIX + job_id)
+            try:
+                os.link(draft, claim)
+                break
+            except FileExistsError:
+                existing = self._claimed_arn(claim)
+                if existing:
+                    return existing
+            finally:
+                draft.unlink(missing_ok=True)
+        try:
+            return self._create(spec, job_id)
+        except BaseException:
+            claim.unlink(missing_ok=True)
+            raise
+
+    def _claimed_arn(self, claim: Path) -> str | None:
+        """The job a claim names, once it exists; None if the claim was abandoned (its submitter died
+        before creating the job), which the claim then no longer blocks."""
+        deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+        while True:
+            try:
+                arn = claim.read_text().strip()
+                age = time.time() - claim.stat().st_mtime
+            except FileNotFoundError:
+                return None  # its submission failed and withdrew the claim
+            if (self.root / "arns" / arn[len(ARN_PREFIX):]).exists():
+                return arn
+            if age > ORPHAN_GRACE_SECONDS * 3 or time.monotonic() > deadline:
+                if age > ORPHAN_GRACE_SECONDS * 3:
+                    claim.unlink(missing_ok=True)
+                    return None
+                raise SubmissionInProgress(f"A submission with this client token is still creating {arn}; try again.")
+            time.sleep(0.02)
+
+    def _create(self, spec: JobSpec, job_id: str) -> str:
         arn = ARN_PREFIX + job_id
         stamp = int(time.time() * 1000)
         while True:
@@ -282,15 +320,17 @@ class LocalEngine:
         }
         if spec.reservation_arn:
             meta["associations"] = [{"arn": spec.reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}]
+        ticket = None
         if is_qpu(spec.device):
             ticket = self.root / "queues" / _slug(spec.device) / f"{time.time_ns():020d}-{job_id}"
-            ticket.parent.mkdir(parents=True, exist_ok=True)
-            ticket.write_text(str(directory.relative_to(self.root)))
             meta["_engine"]["queueTicket"] = str(ticket)
             _add_event(meta, "WAITING_FOR_PRIORITY", f"Waiting for {spec.device}, which runs one job at a time.")
         else:
             _add_event(meta, "QUEUED_FOR_EXECUTION")
         job.write(meta)
+        if ticket is not None:  # after job.json: whoever reads the ticket finds the job
+            ticket.parent.mkdir(parents=True, exist_ok=True)
+            ticket.write_text(str(directory.relative_to(self.root)))
         index = self.root / "arns" / job_id
         index.parent.mkdir(parents=True, exist_ok=True)
         index.write_text(str(directory.relative_to(self.root)))
@@ -342,8 +382,9 @@ class LocalEngine:
 
     def _settle_orphan(self, job: JobStore) -> dict[str, Any]:
         """Ends the record of a job whose supervisor is gone (killed, or the machine restarted)."""
-        # The supervisor may be starting (no pid yet) or have just exited; give it a moment.
-        deadline = time.monotonic() + 2.0
+        # The supervisor may be starting (no pid yet: a loaded machine can take seconds) or have
+        # just exited; give it time before calling the job lost.
+        deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
         while time.monotonic() < deadline:
             meta = job.read()
             if meta["status"] in TERMINAL_STATES or _pid_alive(meta["_engine"].get("supervisorPid"), str(job.dir)):
@@ -353,7 +394,9 @@ class LocalEngine:
         def settle(meta: dict[str, Any]) -> None:
             if meta["status"] in TERMINAL_STATES:
                 return
-            _kill_group(meta["_engine"].get("processGroup"), grace=0.5)
+            group = meta["_engine"].get("processGroup")
+            if _group_belongs_to(group, str(job.instance)):
+                _kill_group(group, grace=0.5)
             if meta["status"] == "CANCELLING":
                 meta["status"] = "CANCELLED"
                 _add_event(meta, "CANCELLED")
@@ -396,8 +439,11 @@ class LocalEngine:
             return meta["status"]
         pid = meta["_engine"].get("supervisorPid")
         if _pid_alive(pid, str(job.dir)):
-            os.kill(pid, signal.SIGTERM)
-            return "CANCELLING"
+            try:
+                os.kill(pid, signal.SIGTERM)
+                return "CANCELLING"
+            except ProcessLookupError:
+                pass  # it ended just now; its record says how
         return self.get_job(job_arn)["status"]
 
     def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
@@ -458,6 +504,9 @@ class _Supervisor:
 
     def run(self) -> None:
         meta = self.job.update(lambda m: m["_engine"].update(supervisorPid=os.getpid()))
+        if meta["status"] in TERMINAL_STATES:  # settled as lost before this process got going
+            _release_ticket(meta)
+            return
         try:
             if meta["_engine"].get("queueTicket") and not self._wait_for_device(meta):
                 self._finish("CANCELLED", None, "CANCELLED")
@@ -480,8 +529,9 @@ class _Supervisor:
                 holder = JobStore(self.root / head.read_text())
                 holder_meta = holder.read()
                 pid = holder_meta["_engine"].get("supervisorPid")
+                age = (datetime.now(timezone.utc) - datetime.fromisoformat(holder_meta["createdAt"])).total_seconds()
                 stale = holder_meta["status"] in TERMINAL_STATES or (
-                    pid is not None and not _pid_alive(pid, str(holder.dir))
+                    not _pid_alive(pid, str(holder.dir)) if pid is not None else age > ORPHAN_GRACE_SECONDS * 3
                 )
             except (FileNotFoundError, ValueError):
                 stale = True
@@ -538,12 +588,12 @@ class _Supervisor:
         deadline = time.monotonic() + limit
         while True:
             if self.cancel_requested or self.job.read()["status"] == "CANCELLING":
-                _kill_group(process.pid)
+                _kill_group(process.pid, leader=process)
                 process.wait()
                 self._finish("CANCELLED", None, "CANCELLED")
                 return
             if time.monotonic() > deadline:
-                _kill_group(process.pid)
+                _kill_group(process.pid, leader=process)
                 process.wait()
                 self._finish(
                     "FAILED", f"The job exceeded its maximum runtime of {limit} seconds.", "MAX_RUNTIME_EXCEEDED"
@@ -555,17 +605,20 @@ class _Supervisor:
             except subprocess.TimeoutExpired:
                 continue
         # A container ends everything it started; so does a local job.
-        _kill_group(process.pid, grace=0.2)
+        _kill_group(process.pid, grace=0.2, leader=process)
         if code == 0 and not self.job.failure_file.exists():
             self._finish("COMPLETED", None, "COMPLETED")
             return
         reason = self.job.failure_file.read_text().strip() if self.job.failure_file.exists() else ""
         if not reason:
-            reason = (
-                f"The job's process was killed by signal {-code} ({signal.Signals(-code).name})."
-                if code < 0
-                else f"The job's process exited with code {code}."
-            )
+            if code < 0:
+                try:
+                    name = f" ({signal.Signals(-code).name})"
+                except ValueError:
+                    name = ""
+                reason = f"The job's process was killed by signal {-code}{name}."
+            else:
+                reason = f"The job's process exited with code {code}."
         self._finish("FAILED", reason[:1024], "FAILED")
 
     def _finish(self, status: str, reason: str | None, event: str) -> None:

@@ -24,11 +24,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 PROGRAM_HEADER = {"name": "braket.ir.openqasm.program", "version": "1"}
 INPUT_DECLARATION = re.compile(r"^\s*input\s+[\w\[\], ]+?\s+(\w+)\s*;", re.MULTILINE)
-QUBIT_REGISTER = re.compile(r"^\s*qubit\s*(?:\[\s*(\d+)\s*\])?\s+\w+\s*;", re.MULTILINE)
 LEGACY_QUBIT_REGISTER = re.compile(r"^\s*qreg\s+\w+\s*\[\s*(\d+)\s*\]\s*;", re.MULTILINE)
 PHYSICAL_QUBIT = re.compile(r"\$(\d+)")
 REGISTER = re.compile(r"^\s*qubit\s*(?:\[\s*(\d+)\s*\])?\s+(\w+)\s*;", re.MULTILINE)
@@ -91,7 +90,7 @@ class Program:
 
     def qubit_count(self) -> int:
         """Qubits the program uses: declared registers, or the highest physical qubit `$n` plus one."""
-        declared = sum(int(n) if n else 1 for n in QUBIT_REGISTER.findall(self.source))
+        declared = sum(int(n) if n else 1 for n, _ in REGISTER.findall(self.source))
         declared += sum(int(n) for n in LEGACY_QUBIT_REGISTER.findall(self.source))
         physical = [int(n) for n in PHYSICAL_QUBIT.findall(self.source)]
         return max(declared, max(physical) + 1 if physical else 0)
@@ -125,7 +124,11 @@ class Program:
             if kind is None:
                 raise ValueError(f"Unknown result type {name!r} in '#pragma braket result {name} {argument}'.")
             spec: dict[str, Any] = {"type": kind}
-            if kind in ("expectation", "variance", "sample"):
+            every_qubit = re.fullmatch(r"([xyzhi])\s+all", argument.strip(), re.IGNORECASE)
+            if kind in ("expectation", "variance", "sample") and every_qubit:
+                # One value per qubit, as Braket returns for a targetless observable.
+                spec.update(observable=[every_qubit.group(1).lower()], targets=None, per_qubit=True)
+            elif kind in ("expectation", "variance", "sample"):
                 factors = FACTOR.findall(argument)
                 if not factors or "hermitian" in argument.lower():
                     spec["observable"] = None if not factors else ["hermitian"]
@@ -158,6 +161,16 @@ def from_qiskit_source(source: str) -> str:
     """Qiskit's OpenQASM 3 export, with gate names as Braket knows them and no stdgates.inc."""
     source = re.sub(r'^\s*include\s+"stdgates.inc"\s*;\s*$', "", source, flags=re.MULTILINE)
     return QISKIT_GATE.sub(lambda m: m.group(1) + QISKIT_GATE_NAMES[m.group(2)], source)
+
+
+def input_sets(programs: Sequence[Any], inputs: Any) -> list[dict[str, Any] | None]:
+    """One input dict per program, from one dict for all of them or a list of them."""
+    if isinstance(inputs, dict) or inputs is None:
+        return [inputs] * len(programs)
+    sets = list(inputs)
+    if len(sets) != len(programs):
+        raise ValueError(f"{len(programs)} programs but {len(sets)} input sets.")
+    return sets
 
 
 def to_program(program: Any, inputs: dict[str, Any] | None = None) -> Program:

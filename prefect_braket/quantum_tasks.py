@@ -29,15 +29,9 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
 from prefect_braket.blocks import BraketDevice
-from prefect_braket.programs import to_program
+from prefect_braket.programs import input_sets, to_program
 from prefect_braket.results import TaskResult
-from prefect_braket.tasks import retry_if_transient
-
-
-def _input_sets(programs: Sequence[Any], inputs: Any) -> list[Optional[dict[str, Any]]]:
-    if isinstance(inputs, dict) or inputs is None:
-        return [inputs] * len(programs)
-    return list(inputs)
+from prefect_braket.tasks import client_token, retry_if_transient
 
 
 @dataclass
@@ -48,7 +42,7 @@ class QuantumProgramCache(CachePolicy):
         device: BraketDevice = inputs["device"]
         if "programs" in inputs:
             programs = inputs["programs"]
-            keys = [to_program(p, i).cache_key() for p, i in zip(programs, _input_sets(programs, inputs.get("inputs")))]
+            keys = [to_program(p, i).cache_key() for p, i in zip(programs, input_sets(programs, inputs.get("inputs")))]
         else:
             keys = [to_program(inputs["program"], inputs.get("inputs")).cache_key()]
         return hash_objects(
@@ -63,7 +57,7 @@ def run_quantum_task(
     device: BraketDevice, program: Any, shots: Optional[int] = None, inputs: Optional[dict[str, Any]] = None
 ) -> TaskResult:
     """Runs one program on `device`; cached on the device, the canonical program, inputs and shots."""
-    return device.run(program, shots=shots, inputs=inputs)
+    return device.run_batch([program], shots=shots, inputs=[inputs], client_token=client_token())[0]
 
 
 @task(name="run-quantum-batch", cache_policy=QuantumProgramCache(), persist_result=True, retries=4,
@@ -73,4 +67,5 @@ def run_quantum_batch(
     inputs: Optional[dict[str, Any] | Sequence[dict[str, Any]]] = None, max_parallel: Optional[int] = None,
 ) -> list[TaskResult]:
     """Runs programs concurrently (at most `max_parallel`, default the device's) as one task run."""
-    return device.run_batch(programs, shots=shots, inputs=inputs, max_parallel=max_parallel)
+    return device.run_batch(programs, shots=shots, inputs=inputs, max_parallel=max_parallel,
+                            client_token=client_token())

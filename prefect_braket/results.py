@@ -43,6 +43,10 @@ def _observable_eigenvalues(observable: list, bits: np.ndarray) -> np.ndarray:
 
 def _sampled_value(result_type: dict[str, Any], measurements: np.ndarray, measured: list[int]) -> Any:
     kind = result_type["type"].lower()
+    if result_type.get("per_qubit"):
+        single = {**result_type, "per_qubit": False}
+        values = [_sampled_value({**single, "targets": [q]}, measurements, measured) for q in measured]
+        return np.asarray(values) if kind == "sample" else values
     targets = result_type.get("targets")
     targets = list(targets) if targets is not None else list(measured)
     columns = measurements[:, [measured.index(t) for t in targets]]

@@ -60,7 +60,7 @@ from prefect.utilities.hashing import hash_objects
 from prefect_braket.blocks import BraketDevice
 from prefect_braket.jobs import PersistedJobDataFormat, dump_persisted_data, load_persisted_data
 from prefect_braket.local_engine import default_root
-from prefect_braket.tasks import artifact_key, retry_if_transient
+from prefect_braket.tasks import artifact_key, client_token, retry_if_transient
 
 PAULI_STRING = re.compile(r"^[IXYZ]+$")
 PAULI_MATRICES = {
@@ -165,7 +165,9 @@ class ParametricCost:
         return hashlib.sha256(json.dumps([self.ansatz, self.observable.terms, self.observable.offset,
                                           self.parameters]).encode()).hexdigest()
 
-    def evaluate(self, device: Any, points: Sequence[Sequence[float]], shots: int) -> list[float]:
+    def evaluate(
+        self, device: Any, points: Sequence[Sequence[float]], shots: int, client_token: str | None = None
+    ) -> list[float]:
         """The cost at each point: every group's program at every point, in one batch."""
         programs = self.programs()
         batch, inputs = [], []
@@ -173,7 +175,7 @@ class ParametricCost:
             for source, _ in programs:
                 batch.append(source)
                 inputs.append(dict(zip(self.parameters, map(float, point))))
-        results = iter(device.run_batch(batch, shots=shots, inputs=inputs))
+        results = iter(device.run_batch(batch, shots=shots, inputs=inputs, client_token=client_token))
         energies = []
         for _ in points:
             energy = self.observable.constant()
@@ -197,7 +199,9 @@ class FunctionCost:
             source = getattr(self.function, "__qualname__", repr(self.function))
         return hashlib.sha256(source.encode()).hexdigest()
 
-    def evaluate(self, device: Any, points: Sequence[Sequence[float]], shots: int) -> list[float]:
+    def evaluate(
+        self, device: Any, points: Sequence[Sequence[float]], shots: int, client_token: str | None = None
+    ) -> list[float]:
         return [float(self.function(device, np.asarray(point, dtype=float), shots)) for point in points]
 
 
@@ -591,7 +595,7 @@ def _iteration_key(context: Any, parameters: dict[str, Any]) -> str:
 def evaluate_iteration(cost: Any, device: Any, points: list[list[float]], shots: int, experiment_id: str,
                        iteration: int) -> list[float]:
     """Evaluates one iteration's points (its circuits in one batch); cached per experiment and iteration."""
-    return cost.evaluate(device, points, shots)
+    return cost.evaluate(device, points, shots, client_token=client_token())
 
 
 # -- inside a hybrid job --------------------------------------------------------------------------

@@ -361,3 +361,44 @@ def test_input_data_checkpoints_images_and_reservations(aws, monkeypatch, tmp_pa
     copied = request["checkpointConfig"]["s3Uri"].split(f"{BUCKET}/", 1)[1] + "/earlier.json"
     assert client.get_object(Bucket=BUCKET, Key=copied)["Body"].read() == b'{"i": 3}'
     assert request["associations"] == [{"arn": reservation, "type": "RESERVATION_TIME_WINDOW_ARN"}]
+
+
+def test_retried_batch_sends_the_same_task_tokens(moto_endpoint):
+    """A Prefect retry of a batch creates no second set of tasks: each task's token is derived from
+    the task run and the program's place in the batch."""
+    from prefect_aws import AwsCredentials
+
+    from prefect_braket import BraketDevice, run_quantum_batch
+
+    credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                                 aws_client_parameters={"endpoint_url": moto_endpoint})
+    device = BraketDevice(device_arn=SV1, aws_credentials=credentials, s3_bucket="token-bucket")
+    device.backend().client("s3").create_bucket(Bucket="token-bucket")
+    client = device.braket_client()
+    stubber = Stubber(client)
+    stubber.activate()
+    payloads = json.loads((Path(__file__).parent / "data" / "get_device.json").read_text())
+    stubber.add_response("get_device", payloads["sv1"], {"deviceArn": SV1})
+    tokens = []
+    client.meta.events.register("provide-client-params.braket.CreateQuantumTask",
+                                lambda params, **kw: tokens.append(params["clientToken"]))
+    for attempt in range(2):
+        for index in range(2):
+            stubber.add_response("create_quantum_task", {"quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}"})
+        for index in range(2):  # the first attempt finds no results.json: the task run fails and is retried
+            stubber.add_response("get_quantum_task", {
+                "quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}", "status": "COMPLETED",
+                "deviceArn": SV1, "deviceParameters": "{}", "shots": 0, "outputS3Bucket": "token-bucket",
+                "outputS3Directory": f"tasks/t{index}", "createdAt": datetime(2026, 11, 25, tzinfo=timezone.utc)})
+    retried = run_quantum_batch.with_options(retries=1, retry_delay_seconds=0, retry_condition_fn=lambda *_: True)
+
+    @flow
+    def batch():
+        return retried(device, [Z_PROGRAM, Z_PROGRAM], shots=0, inputs=[{"theta": 0.1}, {"theta": 0.2}],
+                       max_parallel=1, return_state=True)
+
+    state = batch(return_state=True)
+    assert state.is_failed()  # no results.json in S3, both attempts
+    with pytest.raises(FileNotFoundError, match="results.json does not exist"):
+        state.result()
+    assert len(tokens) == 4 and tokens[:2] == tokens[2:] and tokens[0] != tokens[1]

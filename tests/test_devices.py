@@ -299,3 +299,9 @@ def test_qiskit_circuits_run_with_braket_gate_names():
     assert "stdgates.inc" not in program.source and "cnot q[0], q[1];" in program.source
     result = BraketDevice().run(program, shots=200)
     assert result.measurement_counts == {"11": 200}  # rx(pi) then cnot: always |11>
+
+
+def test_targetless_observables_give_one_value_per_qubit():
+    program = "OPENQASM 3.0;\nqubit[2] q;\ni q[0];\nx q[1];\n#pragma braket result expectation z all\n"
+    assert BraketDevice().run(program, shots=100).values[0] == [1.0, -1.0]
+    assert list(BraketDevice().run(program, shots=0).values[0]) == pytest.approx([1.0, -1.0])

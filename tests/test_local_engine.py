@@ -380,3 +380,39 @@ def test_include_modules_ship_helper_code_by_value(engine):
     without = hybrid_job(device="local:braket/braket_sv")(uses_helper.__wrapped__)(5)
     with pytest.raises(JobFailedError, match="No module named 'helpers'"):
         without.result()
+
+
+def test_script_entry_points_future_annotations_and_clean_exits(engine, tmp_path):
+    (tmp_path / "algo.py").write_text(
+        "from __future__ import annotations\n"
+        "import sys\n"
+        "from prefect_braket.jobs import save_job_result\n"
+        "def main(steps: int, rate: float):\n"
+        "    save_job_result({'total': sum(range(steps)) * rate})\n"
+        "if __name__ == '__main__':\n"
+        "    save_job_result({'script': True})\n"
+        "    sys.exit(0)\n"
+    )
+    typed = JobSpec(job_name="typed", device="local:braket/braket_sv", source_module=tmp_path / "algo.py",
+                    entry_point="algo:main", hyperparameters={"steps": "4", "rate": "0.5"})
+    assert HybridJob(engine.create_job(typed), engine).result() == {"total": 3.0}
+    script = JobSpec(job_name="script", device="local:braket/braket_sv", source_module=tmp_path / "algo.py",
+                     entry_point="algo")
+    assert HybridJob(engine.create_job(script), engine).result() == {"script": True}  # sys.exit(0) is success
+
+
+def test_result_of_a_running_job_says_to_wait(engine):
+    job = sleeper(30)
+    wait_for(lambda: job.state() == "RUNNING")
+    with pytest.raises(RuntimeError, match="is RUNNING, not finished: wait for it first"):
+        job.fetch_result()
+    job.cancel()
+
+
+def test_local_flag_keeps_an_aws_device_block_on_the_engine(engine):
+    from prefect_braket import BraketDevice
+
+    forte = BraketDevice(device_arn=QPU)
+    job = hybrid_job(device=forte, local=True)(lambda: get_job_device_arn())()
+    assert job.arn.startswith("local:job/")
+    assert job.result() == {"result": QPU}
