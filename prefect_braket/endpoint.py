@@ -1,0 +1,219 @@
+"""A local Amazon Braket endpoint: Braket's REST-JSON API on 127.0.0.1, with S3, CloudWatch Logs,
+STS and IAM answered by moto on the same port.
+
+Requests are told apart by the service in their SigV4 credential scope, so one
+`AWS_ENDPOINT_URL` (or prefect-aws's `endpoint_url`) points boto3, s3fs and this package at it.
+Devices are backed by the local simulators; quantum tasks run on them and write Braket's
+`results.json` to the emulated S3, where the AWS backend reads it as it would on AWS.
+
+    python -m prefect_braket.endpoint --port 4566     # serves until interrupted
+
+This first slice answers the device and quantum-task operations (GetDevice, SearchDevices,
+CreateQuantumTask, GetQuantumTask, CancelQuantumTask); jobs are not served yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+from urllib.parse import unquote
+
+from prefect_braket.devices import LocalSimulator
+from prefect_braket.programs import Program
+
+ACCOUNT = "123456789012"
+SIMULATED_DEVICES = {
+    "arn:aws:braket:::device/quantum-simulator/amazon/sv1": ("SV1", "local:braket/braket_sv"),
+    "arn:aws:braket:::device/quantum-simulator/amazon/dm1": ("DM1", "local:braket/braket_dm"),
+}
+SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+
+
+class BraketApi:
+    """The Braket part of the endpoint: devices backed by local simulators, tasks run on them."""
+
+    def __init__(self, s3_client: Callable[[], Any]):
+        self._s3_client = s3_client
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- dispatch ----------------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, body: bytes, region: str) -> tuple[int, dict[str, Any]]:
+        routes = [
+            ("GET", r"/device/(.+)", self.get_device),
+            ("POST", r"/devices", self.search_devices),
+            ("POST", r"/quantum-task", self.create_quantum_task),
+            ("GET", r"/quantum-task/(.+)", self.get_quantum_task),
+            ("PUT", r"/quantum-task/(.+)/cancel", self.cancel_quantum_task),
+        ]
+        for verb, pattern, handler in routes:
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                arguments = [unquote(g) for g in match.groups()]
+                payload = json.loads(body) if body else {}
+                try:
+                    return 200, handler(*arguments, payload=payload, region=region)
+                except KeyError as error:
+                    return 404, {"message": f"{error.args[0]} not found."}
+                except ValueError as error:
+                    return 400, {"message": str(error)}
+        return 404, {"message": f"{method} {path} is not served by this endpoint."}
+
+    # -- devices ---------------------------------------------------------------------------------------
+
+    def _device(self, arn: str) -> dict[str, Any]:
+        if arn not in SIMULATED_DEVICES:
+            raise KeyError(arn)
+        name, local = SIMULATED_DEVICES[arn]
+        capabilities = LocalSimulator.simulator(local).properties.json()
+        return {
+            "deviceArn": arn, "deviceName": name, "providerName": "Amazon Braket", "deviceType": "SIMULATOR",
+            "deviceStatus": "ONLINE", "deviceCapabilities": capabilities,
+            "deviceQueueInfo": [
+                {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": "0", "queuePriority": "Normal"},
+                {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": "0", "queuePriority": "Priority"},
+                {"queue": "JOBS_QUEUE", "queueSize": "0"},
+            ],
+        }
+
+    def get_device(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        return self._device(arn)
+
+    def search_devices(self, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        devices = []
+        for arn in SIMULATED_DEVICES:
+            device = self._device(arn)
+            devices.append({k: device[k] for k in ("deviceArn", "deviceName", "providerName", "deviceType", "deviceStatus")})
+        return {"devices": devices}
+
+    # -- quantum tasks -----------------------------------------------------------------------------------
+
+    def create_quantum_task(self, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        token = payload.get("clientToken")
+        with self._lock:
+            if token and token in self._tokens:
+                return {"quantumTaskArn": self._tokens[token]}
+        device = payload["deviceArn"]
+        if device not in SIMULATED_DEVICES:
+            raise ValueError(f"Device {device} is not served by this endpoint.")
+        action = json.loads(payload["action"])
+        program = Program(action["source"], action.get("inputs") or {})
+        task_id = str(uuid.uuid4())
+        arn = f"arn:aws:braket:{region}:{ACCOUNT}:quantum-task/{task_id}"
+        directory = f"{payload['outputS3KeyPrefix'].rstrip('/')}/{task_id}"
+        record = {
+            "quantumTaskArn": arn, "status": "RUNNING", "deviceArn": device, "deviceParameters": "{}",
+            "shots": payload["shots"], "outputS3Bucket": payload["outputS3Bucket"], "outputS3Directory": directory,
+            "createdAt": datetime.now(timezone.utc).isoformat(), "tags": payload.get("tags") or {},
+        }
+        if payload.get("jobToken"):
+            record["queueInfo"] = {"queue": "QUANTUM_TASKS_QUEUE", "position": "None", "queuePriority": "Priority"}
+        with self._lock:
+            self._tasks[arn] = record
+            if token:
+                self._tokens[token] = arn
+        _, document, elapsed = LocalSimulator.run(SIMULATED_DEVICES[device][1], program, payload["shots"])
+        document["taskMetadata"]["id"] = arn
+        document["additionalMetadata"]["simulatorMetadata"] = {
+            "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"},
+            "executionDuration": int(elapsed),
+        }
+        body = json.dumps(document, default=lambda value: getattr(value, "value", None) or _plain(value))
+        self._s3_client().put_object(Bucket=record["outputS3Bucket"], Key=f"{directory}/results.json", Body=body)
+        with self._lock:
+            record.update(status="COMPLETED", endedAt=datetime.now(timezone.utc).isoformat())
+        return {"quantumTaskArn": arn}
+
+    def get_quantum_task(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._tasks[arn])
+
+    def cancel_quantum_task(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        with self._lock:
+            record = self._tasks[arn]
+            if record["status"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+                record["status"] = "CANCELLED"
+            return {"quantumTaskArn": arn, "cancellationStatus": "CANCELLED" if record["status"] == "CANCELLED"
+                    else record["status"]}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    raise TypeError(f"Cannot serialise {type(value).__name__}")
+
+
+class Endpoint:
+    """The WSGI application: Braket requests to `BraketApi`, everything else to moto."""
+
+    def __init__(self, url: str):
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.url = url
+        self.braket = BraketApi(self._s3)
+        self._s3_cached: Any = None
+
+    def _s3(self) -> Any:
+        if self._s3_cached is None:
+            import boto3
+
+            self._s3_cached = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                                           aws_access_key_id="endpoint", aws_secret_access_key="endpoint")
+        return self._s3_cached
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if not scope or scope.group(2) != "braket":
+            return self.moto(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        status, answer = self.braket.handle(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body, scope.group(1))
+        payload = json.dumps(answer).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        if status != 200:
+            headers.append(("x-amzn-ErrorType", "ResourceNotFoundException" if status == 404 else "ValidationException"))
+        start_response(f"{status} {'OK' if status == 200 else 'Error'}", headers)
+        return [payload]
+
+
+def serve(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+    """Starts the endpoint in a background thread; returns the server and its URL."""
+    from werkzeug.serving import make_server
+
+    holder: dict[str, Any] = {}
+
+    def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        return holder["app"](environ, start_response)
+
+    server = make_server(host, port, application, threaded=True)
+    url = f"http://{host}:{server.server_port}"
+    holder["app"] = Endpoint(url)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local Amazon Braket endpoint (with moto for S3 and Logs).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    options = parser.parse_args()
+    server, url = serve(options.host, options.port)
+    print(f"Braket endpoint on {url}: export AWS_ENDPOINT_URL={url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
