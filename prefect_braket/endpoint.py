@@ -8,22 +8,32 @@ Devices are backed by the local simulators; quantum tasks run on them and write 
 
     python -m prefect_braket.endpoint --port 4566     # serves until interrupted
 
-This first slice answers the device and quantum-task operations (GetDevice, SearchDevices,
-CreateQuantumTask, GetQuantumTask, CancelQuantumTask); jobs are not served yet.
+It answers GetDevice, SearchDevices, CreateQuantumTask, GetQuantumTask, CancelQuantumTask,
+CreateJob, GetJob and CancelJob. Jobs run on the embedded engine from the code and input data
+in the emulated S3; their log goes to CloudWatch Logs (`/aws/braket/jobs`, `{name}/{uuid}/…`) as it
+grows, and their `model.tar.gz` and checkpoints go back to S3 when they end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import tempfile
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote
 
+from prefect_braket.aws_backend import LOG_GROUP, split_s3_uri
+from prefect_braket.backend import TERMINAL_STATES
 from prefect_braket.devices import LocalSimulator
+from prefect_braket.job_spec import JobSpec, StoppingCondition
+from prefect_braket.local_engine import ARN_PREFIX, LocalEngine
 from prefect_braket.programs import Program
 
 ACCOUNT = "123456789012"
@@ -35,11 +45,14 @@ SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_reque
 
 
 class BraketApi:
-    """The Braket part of the endpoint: devices backed by local simulators, tasks run on them."""
+    """The Braket part of the endpoint: devices backed by local simulators, tasks run on them,
+    jobs run on the embedded engine."""
 
-    def __init__(self, s3_client: Callable[[], Any]):
-        self._s3_client = s3_client
+    def __init__(self, client: Callable[[str], Any], engine: LocalEngine):
+        self._client = client
+        self._engine = engine
         self._tasks: dict[str, dict[str, Any]] = {}
+        self._jobs: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -52,6 +65,9 @@ class BraketApi:
             ("POST", r"/quantum-task", self.create_quantum_task),
             ("GET", r"/quantum-task/(.+)", self.get_quantum_task),
             ("PUT", r"/quantum-task/(.+)/cancel", self.cancel_quantum_task),
+            ("POST", r"/job", self.create_job),
+            ("PUT", r"/job/(.+)/cancel", self.cancel_job),
+            ("GET", r"/job/(.+)", self.get_job),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -126,7 +142,7 @@ class BraketApi:
             "executionDuration": int(elapsed),
         }
         body = json.dumps(document, default=lambda value: getattr(value, "value", None) or _plain(value))
-        self._s3_client().put_object(Bucket=record["outputS3Bucket"], Key=f"{directory}/results.json", Body=body)
+        self._client("s3").put_object(Bucket=record["outputS3Bucket"], Key=f"{directory}/results.json", Body=body)
         with self._lock:
             record.update(status="COMPLETED", endedAt=datetime.now(timezone.utc).isoformat())
         return {"quantumTaskArn": arn}
@@ -144,6 +160,108 @@ class BraketApi:
                     else record["status"]}
 
 
+    # -- jobs ---------------------------------------------------------------------------------------------
+
+    def _download_prefix(self, uri: str, target: Path) -> None:
+        bucket, prefix = split_s3_uri(uri)
+        s3 = self._client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(prefix):].lstrip("/") or item["Key"].rsplit("/", 1)[-1]
+                destination = target / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(destination))
+
+    def create_job(self, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        token = payload.get("clientToken")
+        with self._lock:
+            if token and token in self._tokens:
+                return {"jobArn": self._tokens[token]}
+        work = Path(tempfile.mkdtemp(prefix="braket-endpoint-job-"))
+        script = payload["algorithmSpecification"]["scriptModeConfig"]
+        bucket, key = split_s3_uri(script["s3Uri"])
+        self._client("s3").download_file(bucket, key, str(work / "source.tar.gz"))
+        channels = {}
+        for channel in payload.get("inputDataConfig") or []:
+            target = work / "input" / channel["channelName"]
+            self._download_prefix(channel["dataSource"]["s3DataSource"]["s3Uri"], target)
+            channels[channel["channelName"]] = str(target)
+        checkpoints = payload.get("checkpointConfig", {}).get("s3Uri")
+        spec = JobSpec(
+            job_name=payload["jobName"], device=payload["deviceConfig"]["device"], source_module=work / "source.tar.gz",
+            entry_point=script["entryPoint"], hyperparameters=payload.get("hyperParameters") or {},
+            input_data=channels, tags=payload.get("tags") or {},
+            stopping_condition=StoppingCondition(payload.get("stoppingCondition", {}).get("maxRuntimeInSeconds", 432000)),
+        )
+        local = self._engine.create_job(spec, client_token=token)
+        if checkpoints:  # copy_checkpoints_from_job put them in S3 before CreateJob
+            self._download_prefix(checkpoints, self._engine.job_directory(local) / "checkpoints")
+        arn = f"arn:aws:braket:{region}:{ACCOUNT}:job/{local[len(ARN_PREFIX):]}"
+        stream = f"{payload['jobName']}/{local[len(ARN_PREFIX):]}/algo-1-{int(time.time())}"
+        with self._lock:
+            self._jobs[arn] = {"local": local, "request": payload, "stream": stream, "cursor": None, "synced": False}
+            if token:
+                self._tokens[token] = arn
+        return {"jobArn": arn}
+
+    def _ship_log(self, record: dict[str, Any]) -> None:
+        chunk = self._engine.read_log(record["local"], record["cursor"])
+        if not chunk.lines:
+            return
+        logs = self._client("logs")
+        if record["cursor"] is None:
+            for create in (lambda: logs.create_log_group(logGroupName=LOG_GROUP),
+                           lambda: logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=record["stream"])):
+                try:
+                    create()
+                except logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+        now = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=record["stream"],
+                            logEvents=[{"timestamp": now, "message": line} for line in chunk.lines])
+        record["cursor"] = chunk.cursor
+
+    def _ship_output(self, record: dict[str, Any]) -> None:
+        request, s3 = record["request"], self._client("s3")
+        directory = self._engine.job_directory(record["local"])
+        archive = directory / "data" / "output" / "model.tar.gz"
+        if archive.exists():
+            bucket, prefix = split_s3_uri(request["outputDataConfig"]["s3Path"])
+            s3.upload_file(str(archive), bucket, f"{prefix}/output/model.tar.gz")
+        checkpoints = request.get("checkpointConfig", {}).get("s3Uri")
+        if checkpoints:
+            bucket, prefix = split_s3_uri(checkpoints)
+            for path in sorted((directory / "checkpoints").glob("*")):
+                s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+
+    def get_job(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        with self._lock:
+            record = self._jobs[arn]
+            meta = self._engine.get_job(record["local"])
+            self._ship_log(record)
+            if meta["status"] in TERMINAL_STATES and not record["synced"]:
+                self._ship_output(record)
+                record["synced"] = True
+        request = record["request"]
+        answer = {key: request[key] for key in (
+            "jobName", "roleArn", "algorithmSpecification", "instanceConfig", "outputDataConfig", "checkpointConfig",
+            "stoppingCondition", "hyperParameters", "deviceConfig", "tags", "inputDataConfig", "associations",
+        ) if key in request}
+        answer.update(jobArn=arn, status=meta["status"], queueInfo=meta["queueInfo"],
+                      events=[{**e, "timeOfEvent": e["timeOfEvent"].timestamp()} for e in meta["events"]])
+        for key in ("createdAt", "startedAt", "endedAt"):
+            if key in meta:
+                answer[key] = meta[key].timestamp()
+        for key in ("failureReason", "billableDuration"):
+            if key in meta:
+                answer[key] = meta[key]
+        return answer
+
+    def cancel_job(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        status = self._engine.cancel_job(self._jobs[arn]["local"])
+        return {"jobArn": arn, "cancellationStatus": "CANCELLING" if status not in TERMINAL_STATES else status}
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -155,21 +273,24 @@ def _plain(value: Any) -> Any:
 class Endpoint:
     """The WSGI application: Braket requests to `BraketApi`, everything else to moto."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, engine_home: str | None = None):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.url = url
-        self.braket = BraketApi(self._s3)
-        self._s3_cached: Any = None
+        # Jobs run as local processes that inherit this environment: their AWS calls come here too.
+        os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="endpoint", AWS_SECRET_ACCESS_KEY="endpoint")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        self.braket = BraketApi(self._aws_client, LocalEngine(engine_home or tempfile.mkdtemp(prefix="braket-endpoint-")))
+        self._clients: dict[str, Any] = {}
 
-    def _s3(self) -> Any:
-        if self._s3_cached is None:
+    def _aws_client(self, service: str) -> Any:
+        if service not in self._clients:
             import boto3
 
-            self._s3_cached = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
-                                           aws_access_key_id="endpoint", aws_secret_access_key="endpoint")
-        return self._s3_cached
+            self._clients[service] = boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+                                                  aws_access_key_id="endpoint", aws_secret_access_key="endpoint")
+        return self._clients[service]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))

@@ -97,6 +97,8 @@ def hyperparameters_from_call(func: Callable[..., Any], args: tuple, kwargs: dic
     bound.apply_defaults()
     recorded: dict[str, str] = {}
     for name, param in inspect.signature(func).parameters.items():
+        if name in bound.arguments and bound.arguments[name] == "":
+            continue  # Braket refuses empty values; these are for display, the call travels pickled
         if name not in bound.arguments:
             continue
         if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
@@ -161,6 +163,8 @@ class JobSpec:
                 raise TypeError(f"Hyperparameter {key!r} is {value!r}: values are strings (str(value)).")
             if not 1 <= len(key) <= 256:
                 raise ValueError(f"Hyperparameter name {key[:40]!r}… must be 1-256 characters.")
+            if not value:
+                raise ValueError(f"Hyperparameter {key!r} is empty; Braket takes values of 1 to 2500 characters.")
             if len(value) > MAX_HYPERPARAMETER_LENGTH:
                 raise ValueError(
                     f"Hyperparameter {key!r} is {len(value)} characters long; Braket takes at most "

@@ -56,3 +56,39 @@ def test_quantum_tasks_run_end_to_end_over_http(endpoint):
     assert sorted(keys) == sorted(f"tasks/{r.task_arn.rsplit('/', 1)[1]}/results.json" for r in results)
     sampled = device.run(PROGRAM, shots=500, inputs={"theta": math.pi})
     assert sampled.measurement_counts == {"1": 500}
+
+
+ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
+
+
+def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
+    """decorator → CreateJob → the job runs (its tasks on the job's device, with priority) → logs and
+    metrics from CloudWatch → result from S3 → a second job resumes from the first one's checkpoint."""
+    from prefect_braket import hybrid_job
+    from prefect_braket import aws_backend as aws_module
+    from prefect_braket.aws_backend import AwsBackend
+    from prefect_braket.jobs import get_job_device_arn, load_job_checkpoint, log_metric, save_job_checkpoint
+
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    backend = AwsBackend(session=session, region="us-east-1", endpoint_url=endpoint)
+
+    def seed(num_tasks: int = 1, resume_from: str = ""):
+        device = BraketDevice(device_arn=get_job_device_arn())
+        state = load_job_checkpoint(job_name=resume_from) if resume_from else {"i": 0, "theta": 0.0}
+        for i in range(state["i"], num_tasks):
+            result = device.run(PROGRAM, shots=0, inputs={"theta": state["theta"]})
+            state = {"i": i + 1, "theta": state["theta"] + 0.5, "priority": result.queue_priority}
+            log_metric(metric_name="exp_val", value=result.values[0], iteration_number=i)
+            save_job_checkpoint(state)
+        return state
+
+    first = hybrid_job(device=SV1, backend=backend, role_arn=ROLE)(seed)(num_tasks=3)
+    assert first.arn.startswith("arn:aws:braket:us-east-1:123456789012:job/")
+    result = first.result(poll_interval_seconds=0.5)
+    assert result == {"i": 3, "theta": 1.5, "priority": "Priority"}
+    assert first.metrics("iteration_number")["exp_val"] == pytest.approx([1.0, math.cos(0.5), math.cos(1.0)])
+    second = hybrid_job(device=SV1, backend=backend, role_arn=ROLE, copy_checkpoints_from_job=first.arn)(seed)(
+        num_tasks=5, resume_from=first.name)
+    assert second.result(poll_interval_seconds=0.5)["i"] == 5
+    assert second.metrics("iteration_number")["iteration_number"] == [3.0, 4.0]  # resumed, not restarted

@@ -416,3 +416,12 @@ def test_local_flag_keeps_an_aws_device_block_on_the_engine(engine):
     job = hybrid_job(device=forte, local=True)(lambda: get_job_device_arn())()
     assert job.arn.startswith("local:job/")
     assert job.result() == {"result": QPU}
+
+
+def test_empty_hyperparameters_are_refused_or_left_out():
+    with pytest.raises(ValueError, match="Hyperparameter 'name' is empty"):
+        JobSpec(job_name="x", device="local:braket/braket_sv", source_module=__file__,
+                entry_point="test_local_engine", hyperparameters={"name": ""})
+    from prefect_braket.job_spec import hyperparameters_from_call
+
+    assert hyperparameters_from_call(lambda a, b="": a, (1,), {}) == {"a": "1"}
