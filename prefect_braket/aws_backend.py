@@ -392,19 +392,22 @@ class AwsBackend:
         )["cancellationStatus"]
 
     def wait_for_quantum_tasks(
-        self, task_arns: Sequence[str], poll_interval_seconds: float = 1.0, timeout_seconds: float = 432000.0
+        self, task_arns: Sequence[str], poll_interval_seconds: float = 1.0, timeout_seconds: float = 432000.0,
+        max_parallel: int = 10,
     ) -> list[dict[str, Any]]:
-        """Polls tasks (quickly at first, with jitter) until all have ended; their GetQuantumTask answers."""
+        """Polls tasks (quickly at first, with jitter, `max_parallel` at once) until all have ended;
+        returns their GetQuantumTask answers in order."""
         pending = dict.fromkeys(task_arns)
         finished: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout_seconds
         delay = min(0.05, poll_interval_seconds)
         while pending:
-            for arn in list(pending):
-                answer = self.get_quantum_task(arn)
+            with ThreadPoolExecutor(max_workers=max_parallel) as pool:
+                answers = list(pool.map(self.get_quantum_task, list(pending)))
+            for answer in answers:
                 if answer["status"] in TASK_TERMINAL_STATES:
-                    finished[arn] = answer
-                    del pending[arn]
+                    finished[answer["quantumTaskArn"]] = answer
+                    del pending[answer["quantumTaskArn"]]
             if pending:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(pending)} quantum tasks did not end within {timeout_seconds} s.")
@@ -448,7 +451,7 @@ class AwsBackend:
         tokens = list(client_tokens) if client_tokens else [None] * len(requests)
         with ThreadPoolExecutor(max_workers=max_parallel) as pool:
             arns = list(pool.map(self.create_quantum_task, requests, tokens))
-        tasks = self.wait_for_quantum_tasks(arns, poll_interval_seconds)
+        tasks = self.wait_for_quantum_tasks(arns, poll_interval_seconds, max_parallel=max_parallel)
         failed = [t for t in tasks if t["status"] != "COMPLETED"]
         if failed:
             reasons = "; ".join(f"{t['quantumTaskArn']}: {t['status']} {t.get('failureReason', '')}".strip() for t in failed)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -44,6 +46,10 @@ SIMULATED_DEVICES = {
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
+class DeviceOffline(Exception):
+    pass
+
+
 class BraketApi:
     """The Braket part of the endpoint: devices backed by local simulators, tasks run on them,
     jobs run on the embedded engine."""
@@ -55,6 +61,7 @@ class BraketApi:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.offline: set[str] = set()
 
     # -- dispatch ----------------------------------------------------------------------------------
 
@@ -78,6 +85,8 @@ class BraketApi:
                     return 200, handler(*arguments, payload=payload, region=region)
                 except KeyError as error:
                     return 404, {"message": f"{error.args[0]} not found."}
+                except DeviceOffline as error:
+                    return 424, {"message": str(error), "errorType": "DeviceOfflineException"}
                 except ValueError as error:
                     return 400, {"message": str(error)}
         return 404, {"message": f"{method} {path} is not served by this endpoint."}
@@ -91,7 +100,7 @@ class BraketApi:
         capabilities = LocalSimulator.simulator(local).properties.json()
         return {
             "deviceArn": arn, "deviceName": name, "providerName": "Amazon Braket", "deviceType": "SIMULATOR",
-            "deviceStatus": "ONLINE", "deviceCapabilities": capabilities,
+            "deviceStatus": "OFFLINE" if arn in self.offline else "ONLINE", "deviceCapabilities": capabilities,
             "deviceQueueInfo": [
                 {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": "0", "queuePriority": "Normal"},
                 {"queue": "QUANTUM_TASKS_QUEUE", "queueSize": "0", "queuePriority": "Priority"},
@@ -119,6 +128,8 @@ class BraketApi:
         device = payload["deviceArn"]
         if device not in SIMULATED_DEVICES:
             raise ValueError(f"Device {device} is not served by this endpoint.")
+        if device in self.offline:
+            raise DeviceOffline(f"Device {device} is OFFLINE.")
         action = json.loads(payload["action"])
         program = Program(action["source"], action.get("inputs") or {})
         task_id = str(uuid.uuid4())
@@ -270,8 +281,24 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"Cannot serialise {type(value).__name__}")
 
 
+@dataclass
+class Faults:
+    """Trouble on demand, for Braket calls: a share throttled or failing with a 5xx, added latency,
+    devices reported OFFLINE. Set with `POST /_endpoint/faults` (JSON of these fields)."""
+
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    offline_devices: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
 class Endpoint:
-    """The WSGI application: Braket requests to `BraketApi`, everything else to moto."""
+    """The WSGI application: Braket requests to `BraketApi`, everything else to moto.
+
+    `/_endpoint/faults` (POST to set, GET to read) and `/_endpoint/stats` (calls, throttled,
+    failed) configure and report fault injection.
+    """
 
     def __init__(self, url: str, engine_home: str | None = None):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -283,6 +310,9 @@ class Endpoint:
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         self.braket = BraketApi(self._aws_client, LocalEngine(engine_home or tempfile.mkdtemp(prefix="braket-endpoint-")))
         self._clients: dict[str, Any] = {}
+        self.faults = Faults()
+        self.random = random.Random()
+        self.stats = {"calls": 0, "throttled": 0, "failed": 0}
 
     def _aws_client(self, service: str) -> Any:
         if service not in self._clients:
@@ -292,19 +322,48 @@ class Endpoint:
                                                   aws_access_key_id="endpoint", aws_secret_access_key="endpoint")
         return self._clients[service]
 
+    def _control(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/_endpoint/faults" and environ["REQUEST_METHOD"] == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            self.faults = Faults(**json.loads(environ["wsgi.input"].read(length) or b"{}"))
+            self.random = random.Random(self.faults.seed)
+            self.braket.offline = set(self.faults.offline_devices)
+        answer = self.stats if environ["PATH_INFO"] == "/_endpoint/stats" else vars(self.faults)
+        payload = json.dumps(answer).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    @staticmethod
+    def _answer(start_response: Callable, status: int, answer: dict[str, Any], error_type: str | None) -> list[bytes]:
+        payload = json.dumps(answer).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        if error_type:
+            headers.append(("x-amzn-ErrorType", error_type))
+        start_response(f"{status} {'OK' if status == 200 else 'Error'}", headers)
+        return [payload]
+
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith("/_endpoint/"):
+            return self._control(environ, start_response)
         scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
         if not scope or scope.group(2) != "braket":
             return self.moto(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
+        self.stats["calls"] += 1
+        if self.faults.latency_ms:
+            time.sleep(self.faults.latency_ms / 1000)
+        draw = self.random.random()
+        if draw < self.faults.throttle_rate:
+            self.stats["throttled"] += 1
+            return self._answer(start_response, 400, {"message": "Rate exceeded"}, "ThrottlingException")
+        if draw < self.faults.throttle_rate + self.faults.error_rate:
+            self.stats["failed"] += 1
+            return self._answer(start_response, 500, {"message": "Injected fault"}, "InternalServiceException")
         status, answer = self.braket.handle(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body, scope.group(1))
-        payload = json.dumps(answer).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-        if status != 200:
-            headers.append(("x-amzn-ErrorType", "ResourceNotFoundException" if status == 404 else "ValidationException"))
-        start_response(f"{status} {'OK' if status == 200 else 'Error'}", headers)
-        return [payload]
+        error_type = None if status == 200 else (
+            answer.pop("errorType", None) or ("ResourceNotFoundException" if status == 404 else "ValidationException"))
+        return self._answer(start_response, status, answer, error_type)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:

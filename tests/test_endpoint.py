@@ -92,3 +92,33 @@ def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
         num_tasks=5, resume_from=first.name)
     assert second.result(poll_interval_seconds=0.5)["i"] == 5
     assert second.metrics("iteration_number")["iteration_number"] == [3.0, 4.0]  # resumed, not restarted
+
+
+def _faults(endpoint, **settings):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint}/_endpoint/faults", data=json.dumps(settings).encode(), method="POST")
+    urllib.request.urlopen(request).read()
+    return json.loads(urllib.request.urlopen(f"{endpoint}/_endpoint/stats").read())
+
+
+def test_throttling_and_server_errors_are_ridden_out(endpoint):
+    from prefect_braket import DeviceUnavailableError
+
+    before = _faults(endpoint, throttle_rate=0.3, error_rate=0.05, seed=5)
+    credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                                 aws_client_parameters={"endpoint_url": endpoint})
+    device = BraketDevice(device_arn=SV1, aws_credentials=credentials)
+    thetas = [0.1 * i for i in range(20)]
+    try:
+        results = device.run_batch([PROGRAM] * 20, shots=0, inputs=[{"theta": t} for t in thetas])
+        stats = _faults(endpoint, offline_devices=[SV1])
+        assert [r.values[0] for r in results] == pytest.approx([math.cos(t) for t in thetas])
+        assert len({r.task_arn for r in results}) == 20  # no task lost, none created twice
+        assert stats["throttled"] > before["throttled"] and stats["failed"] > before["failed"]
+        with pytest.raises(DeviceUnavailableError, match="OFFLINE") as caught:
+            BraketDevice(device_arn=SV1, aws_credentials=credentials).run(PROGRAM, shots=0, inputs={"theta": 0})
+        assert caught.value.retryable
+    finally:
+        _faults(endpoint)
