@@ -91,7 +91,7 @@ class AwsBackend:
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         self._braket = braket_client
         self._clients: dict[tuple[str, str], Any] = {}
-        self._bucket: str | None = None
+        self._buckets: dict[str, str] = {}
         self._role: str | None = None
         self._fs: Any = None
 
@@ -147,9 +147,9 @@ class AwsBackend:
 
     def default_bucket(self, region: str | None = None) -> str:
         """`AMZN_BRAKET_OUT_S3_BUCKET`, else `amazon-braket-{region}-{account}`, created if missing."""
-        if self._bucket:
-            return self._bucket
         region = region or self.region
+        if region in self._buckets:
+            return self._buckets[region]
         bucket = os.environ.get("AMZN_BRAKET_OUT_S3_BUCKET")
         if not bucket:
             account = self.client("sts", region).get_caller_identity()["Account"]
@@ -168,7 +168,7 @@ class AwsBackend:
                     ) from error
                 if code != "BucketAlreadyOwnedByYou":
                     raise
-        self._bucket = bucket
+        self._buckets[region] = bucket
         return bucket
 
     def role_arn(self, given: str | None) -> str:

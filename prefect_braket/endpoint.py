@@ -50,6 +50,10 @@ class DeviceOffline(Exception):
     pass
 
 
+class NotFound(Exception):
+    pass
+
+
 class BraketApi:
     """The Braket part of the endpoint: devices backed by local simulators, tasks run on them,
     jobs run on the embedded engine."""
@@ -83,19 +87,21 @@ class BraketApi:
                 payload = json.loads(body) if body else {}
                 try:
                     return 200, handler(*arguments, payload=payload, region=region)
-                except KeyError as error:
+                except NotFound as error:
                     return 404, {"message": f"{error.args[0]} not found."}
                 except DeviceOffline as error:
                     return 424, {"message": str(error), "errorType": "DeviceOfflineException"}
-                except ValueError as error:
-                    return 400, {"message": str(error)}
+                except (ValueError, KeyError) as error:
+                    return 400, {"message": f"Invalid request: {error!r}"}
+                except Exception as error:  # reported as Braket reports its own faults, not as an HTML page
+                    return 500, {"message": f"{type(error).__name__}: {error}", "errorType": "InternalServiceException"}
         return 404, {"message": f"{method} {path} is not served by this endpoint."}
 
     # -- devices ---------------------------------------------------------------------------------------
 
     def _device(self, arn: str) -> dict[str, Any]:
         if arn not in SIMULATED_DEVICES:
-            raise KeyError(arn)
+            raise NotFound(arn)
         name, local = SIMULATED_DEVICES[arn]
         capabilities = LocalSimulator.simulator(local).properties.json()
         return {
@@ -146,24 +152,34 @@ class BraketApi:
             self._tasks[arn] = record
             if token:
                 self._tokens[token] = arn
-        _, document, elapsed = LocalSimulator.run(SIMULATED_DEVICES[device][1], program, payload["shots"])
-        document["taskMetadata"]["id"] = arn
-        document["additionalMetadata"]["simulatorMetadata"] = {
-            "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"},
-            "executionDuration": int(elapsed),
-        }
-        body = json.dumps(document, default=lambda value: getattr(value, "value", None) or _plain(value))
-        self._client("s3").put_object(Bucket=record["outputS3Bucket"], Key=f"{directory}/results.json", Body=body)
+        try:
+            _, document, elapsed = LocalSimulator.run(SIMULATED_DEVICES[device][1], program, payload["shots"])
+            document["taskMetadata"]["id"] = arn
+            document["additionalMetadata"]["simulatorMetadata"] = {
+                "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"},
+                "executionDuration": int(elapsed),
+            }
+            body = json.dumps(document, default=lambda value: getattr(value, "value", None) or _plain(value))
+            self._client("s3").put_object(Bucket=record["outputS3Bucket"], Key=f"{directory}/results.json", Body=body)
+        except Exception as error:  # the task ended; it must not look RUNNING forever
+            with self._lock:
+                record.update(status="FAILED", failureReason=f"{type(error).__name__}: {error}"[:1024],
+                              endedAt=datetime.now(timezone.utc).isoformat())
+            return {"quantumTaskArn": arn}
         with self._lock:
             record.update(status="COMPLETED", endedAt=datetime.now(timezone.utc).isoformat())
         return {"quantumTaskArn": arn}
 
     def get_quantum_task(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
         with self._lock:
+            if arn not in self._tasks:
+                raise NotFound(arn)
             return dict(self._tasks[arn])
 
     def cancel_quantum_task(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
         with self._lock:
+            if arn not in self._tasks:
+                raise NotFound(arn)
             record = self._tasks[arn]
             if record["status"] not in ("COMPLETED", "FAILED", "CANCELLED"):
                 record["status"] = "CANCELLED"
@@ -198,19 +214,20 @@ class BraketApi:
             self._download_prefix(channel["dataSource"]["s3DataSource"]["s3Uri"], target)
             channels[channel["channelName"]] = str(target)
         checkpoints = payload.get("checkpointConfig", {}).get("s3Uri")
+        if checkpoints:  # copy_checkpoints_from_job put them in S3 before CreateJob; the job reads them at start
+            self._download_prefix(checkpoints, work / "checkpoints")
         spec = JobSpec(
             job_name=payload["jobName"], device=payload["deviceConfig"]["device"], source_module=work / "source.tar.gz",
             entry_point=script["entryPoint"], hyperparameters=payload.get("hyperParameters") or {},
             input_data=channels, tags=payload.get("tags") or {},
             stopping_condition=StoppingCondition(payload.get("stoppingCondition", {}).get("maxRuntimeInSeconds", 432000)),
         )
-        local = self._engine.create_job(spec, client_token=token)
-        if checkpoints:  # copy_checkpoints_from_job put them in S3 before CreateJob
-            self._download_prefix(checkpoints, self._engine.job_directory(local) / "checkpoints")
+        local = self._engine.create_job(spec, client_token=token, initial_checkpoints=work / "checkpoints")
         arn = f"arn:aws:braket:{region}:{ACCOUNT}:job/{local[len(ARN_PREFIX):]}"
         stream = f"{payload['jobName']}/{local[len(ARN_PREFIX):]}/algo-1-{int(time.time())}"
         with self._lock:
-            self._jobs[arn] = {"local": local, "request": payload, "stream": stream, "cursor": None, "synced": False}
+            self._jobs.setdefault(arn, {"local": local, "request": payload, "stream": stream, "cursor": None,
+                                        "synced": False, "lock": threading.Lock()})
             if token:
                 self._tokens[token] = arn
         return {"jobArn": arn}
@@ -242,12 +259,16 @@ class BraketApi:
         checkpoints = request.get("checkpointConfig", {}).get("s3Uri")
         if checkpoints:
             bucket, prefix = split_s3_uri(checkpoints)
-            for path in sorted((directory / "checkpoints").glob("*")):
-                s3.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+            root = directory / "checkpoints"
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root).as_posix()}")
 
     def get_job(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
         with self._lock:
+            if arn not in self._jobs:
+                raise NotFound(arn)
             record = self._jobs[arn]
+        with record["lock"]:  # one job's uploads at a time; other calls go on meanwhile
             meta = self._engine.get_job(record["local"])
             self._ship_log(record)
             if meta["status"] in TERMINAL_STATES and not record["synced"]:
@@ -269,6 +290,8 @@ class BraketApi:
         return answer
 
     def cancel_job(self, arn: str, payload: dict[str, Any], region: str) -> dict[str, Any]:
+        if arn not in self._jobs:
+            raise NotFound(arn)
         status = self._engine.cancel_job(self._jobs[arn]["local"])
         return {"jobArn": arn, "cancellationStatus": "CANCELLING" if status not in TERMINAL_STATES else status}
 
@@ -313,6 +336,7 @@ class Endpoint:
         self.faults = Faults()
         self.random = random.Random()
         self.stats = {"calls": 0, "throttled": 0, "failed": 0}
+        self._stats_lock = threading.Lock()
 
     def _aws_client(self, service: str) -> Any:
         if service not in self._clients:
@@ -350,15 +374,18 @@ class Endpoint:
             return self.moto(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        self.stats["calls"] += 1
+        with self._stats_lock:
+            self.stats["calls"] += 1
+            draw = self.random.random()
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
-        draw = self.random.random()
         if draw < self.faults.throttle_rate:
-            self.stats["throttled"] += 1
+            with self._stats_lock:
+                self.stats["throttled"] += 1
             return self._answer(start_response, 400, {"message": "Rate exceeded"}, "ThrottlingException")
         if draw < self.faults.throttle_rate + self.faults.error_rate:
-            self.stats["failed"] += 1
+            with self._stats_lock:
+                self.stats["failed"] += 1
             return self._answer(start_response, 500, {"message": "Injected fault"}, "InternalServiceException")
         status, answer = self.braket.handle(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), body, scope.group(1))
         error_type = None if status == 200 else (

@@ -223,11 +223,15 @@ class LocalEngine:
 
     # -- JobBackend ------------------------------------------------------------------------------
 
-    def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
+    def create_job(
+        self, spec: JobSpec, client_token: str | None = None, initial_checkpoints: Path | None = None
+    ) -> str:
+        """Creates and starts a job; `initial_checkpoints` (a directory) are in its checkpoint
+        directory before it starts, as `copy_checkpoints_from_job`'s are."""
         self._reap()
         job_id = uuid.uuid4().hex
         if not client_token:
-            return self._create(spec, job_id)
+            return self._create(spec, job_id, initial_checkpoints)
         claim = self.root / "tokens" / hashlib.sha256(client_token.encode()).hexdigest()
         claim.parent.mkdir(parents=True, exist_ok=True)
         while True:
@@ -244,7 +248,7 @@ class LocalEngine:
             finally:
                 draft.unlink(missing_ok=True)
         try:
-            return self._create(spec, job_id)
+            return self._create(spec, job_id, initial_checkpoints)
         except BaseException:
             claim.unlink(missing_ok=True)
             raise
@@ -268,7 +272,7 @@ class LocalEngine:
                 raise SubmissionInProgress(f"A submission with this client token is still creating {arn}; try again.")
             time.sleep(0.02)
 
-    def _create(self, spec: JobSpec, job_id: str) -> str:
+    def _create(self, spec: JobSpec, job_id: str, initial_checkpoints: Path | None = None) -> str:
         arn = ARN_PREFIX + job_id
         stamp = int(time.time() * 1000)
         while True:
@@ -289,6 +293,8 @@ class LocalEngine:
         if spec.copy_checkpoints_from_job:
             earlier = self.store(spec.copy_checkpoints_from_job)
             shutil.copytree(earlier.checkpoints, job.checkpoints, dirs_exist_ok=True)
+        if initial_checkpoints is not None and initial_checkpoints.is_dir():
+            shutil.copytree(initial_checkpoints, job.checkpoints, dirs_exist_ok=True)
         config = job.instance / "input" / "config" / "hyperparameters.json"
         config.parent.mkdir(parents=True)
         config.write_text(json.dumps(spec.hyperparameters))

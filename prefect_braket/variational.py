@@ -506,8 +506,9 @@ def run_variational(
         fail_at_iteration: Raise before this iteration (to show resuming).
 
     Returns:
-        `energy`, `parameters`, `iterations` (in all runs), `evaluated_iterations` (in this run),
-        `converged`, `experiment_id`.
+        `energy` (at the last iteration's point; SciPy: the best evaluation), `parameters` (after
+        the last update: where a further run would start), `iterations` (in all runs),
+        `evaluated_iterations` (in this run), `converged`, `experiment_id`.
     """
     if artifact_key(experiment_id) != experiment_id:
         raise ValueError(f"experiment_id {experiment_id!r} must be lowercase letters, digits and hyphens "
@@ -604,16 +605,21 @@ def evaluate_iteration(cost: Any, device: Any, points: list[list[float]], shots:
 def run_variational_in_job(
     cost: Any, initial_parameters: Sequence[float], optimizer: Any = "gradient-descent", learning_rate: float = 0.1,
     max_iterations: int = 50, tolerance: float = 1e-6, shots: int = 0, device: Any = None,
+    resume_from_job: str | None = None,
 ) -> dict[str, Any]:
     """The same loop as the job's own code: on the job's priority device, metrics through
-    `log_metric`, checkpoints through `save_job_checkpoint` (and resumed from them)."""
+    `log_metric`, checkpoints through `save_job_checkpoint`.
+
+    It resumes from this job's checkpoint, or from the job named `resume_from_job` (a job started
+    with `copy_checkpoints_from_job` has the earlier job's files, under the earlier job's name).
+    """
     from prefect_braket.jobs import get_job_device_arn, load_job_checkpoint, log_metric, save_job_checkpoint
 
     cost = as_cost(cost)
     chosen = as_optimizer(optimizer, learning_rate)
     device = device or BraketDevice(device_arn=get_job_device_arn())
     try:
-        state = LoopState.from_checkpoint(load_job_checkpoint())
+        state = LoopState.from_checkpoint(load_job_checkpoint(job_name=resume_from_job))
     except FileNotFoundError:
         state = LoopState(np.asarray(initial_parameters, dtype=float))
 
