@@ -28,7 +28,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from prefect_braket.aws_backend import AwsBackend, split_s3_uri
 from prefect_braket.backend import JobBackend, backend_for
 from prefect_braket.job_handle import HybridJob
-from prefect_braket.cost import Budget, PriceTable
+from prefect_braket.cost import Budget
 from prefect_braket.devices import (
     LOCAL_SIMULATORS,
     DeviceDescription,

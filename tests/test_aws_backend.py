@@ -11,7 +11,6 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from prefect import flow

@@ -16,7 +16,6 @@ from prefect_braket import HybridJob, JobFailedError, JobSpec, StoppingCondition
 from prefect_braket.jobs import (
     get_checkpoint_dir,
     get_hyperparameters,
-    get_input_data_dir,
     get_job_device_arn,
     get_job_name,
     load_job_checkpoint,

@@ -7,7 +7,6 @@ import pytest
 from conftest import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_braket import BraketDevice, hybrid_job, run_quantum_batch, run_quantum_task
 from prefect_braket.jobs import get_job_device_arn, log_metric
