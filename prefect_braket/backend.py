@@ -7,11 +7,13 @@ implement it; nothing here or in a backend imports Prefect.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from prefect_braket.job_spec import JobSpec
+from prefect_braket.job_spec import MAX_JOB_NAME_LENGTH, JobSpec
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 JOB_STATES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
@@ -41,6 +43,32 @@ class JobFailedError(RuntimeError):
             + (f": {failure_reason}" if failure_reason else "")
             + (f"\nLast log lines:\n{tail}" if tail else "")
         )
+
+
+# Braket's jobs run on SageMaker's machinery, which reports faults of its own (not of the job's code)
+# as "InternalServerError: ..."; the embedded engine reports a lost job process the same way.
+INSTANCE_FAILURE_PREFIX = "InternalServerError"
+REPLACES_TAG = "prefect-braket:replaces"  # on a resubmitted job: the ARN of the job it replaces
+
+
+def is_instance_failure(failure_reason: str | None) -> bool:
+    """Whether a job failed because its instance was lost rather than because of its code or request.
+
+    Such a job can be run again from its checkpoints (`JobBackend.resubmit_job`)."""
+    return (failure_reason or "").startswith(INSTANCE_FAILURE_PREFIX)
+
+
+def replacement_name(job_name: str) -> str:
+    """The name of the job that replaces `job_name` after an instance failure: `name-r1`, `name-r2`, ..."""
+    match = re.fullmatch(r"(.*)-r(\d+)", job_name)
+    base, number = (match.group(1), int(match.group(2)) + 1) if match else (job_name, 1)
+    suffix = f"-r{number}"
+    return base[: MAX_JOB_NAME_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def replacement_token(job_arn: str) -> str:
+    """The client token of the job replacing `job_arn`: whoever resubmits it gets the same job."""
+    return hashlib.sha256(f"{job_arn}:replacement".encode()).hexdigest()[:64]
 
 
 TRANSIENT_ERROR_CODES = frozenset({
@@ -90,6 +118,12 @@ class JobBackend(Protocol):
 
     def download_output(self, job_arn: str, extract_to: Path) -> Path:
         """Extracts the job's `model.tar.gz` into `extract_to`; returns that directory."""
+
+    def resubmit_job(self, job_arn: str, client_token: str) -> str:
+        """Creates a job that replaces `job_arn` (whose instance failed): the same code, data, device
+        and settings under `replacement_name`, starting from the failed job's checkpoints, renamed
+        for the new job so that `load_job_checkpoint()` finds them. Returns the new job's ARN; the
+        same client token returns the same job."""
 
 
 def backend_for(device_or_arn: str, backend: str | None = None, **options: Any) -> JobBackend:

@@ -240,7 +240,7 @@ class BraketDevice(Block):
         return self._backend
 
     def braket_client(self) -> Any:
-        """A boto3 Braket client in the device's region, with botocore's adaptive retries."""
+        """A boto3 Braket client in the device's region, with botocore's standard retries."""
         return self.backend().braket()
 
     # -- what the device is ---------------------------------------------------------------------

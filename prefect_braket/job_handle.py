@@ -3,6 +3,11 @@
 A handle is only an ARN and a backend, so it pickles, travels between tasks and processes, and
 re-attaches from anywhere: `HybridJob.attach(arn)`. Inside a Prefect flow, `result()` waits in a
 task run that forwards the job's log and metrics to the Prefect UI; elsewhere it polls directly.
+
+A job whose instance is lost (`backend.is_instance_failure`) is resubmitted from its checkpoints
+while it is waited for, and the handle follows it: `arn` is then the replacement's, `replaced`
+lists the jobs it replaced. Resubmission is idempotent: the replacement's client token derives
+from the lost job's ARN, so a retried or restarted wait finds the same replacement.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect_braket.backend import TERMINAL_STATES, JobBackend, JobFailedError, backend_for
+from prefect_braket.backend import (
+    TERMINAL_STATES, JobBackend, JobFailedError, backend_for, is_instance_failure, replacement_token,
+)
 from prefect_braket.jobs import RESULTS_FILE, load_job_result
 from prefect_braket.metrics import MetricsParser, MetricType, Statistic
 
@@ -56,6 +63,8 @@ class HybridJob:
 
     def __init__(self, arn: str, backend: JobBackend | None = None):
         self.arn = arn
+        self.first_arn = arn
+        self.replaced: list[str] = []
         self.backend = backend or backend_for(arn)
         self._metadata: dict[str, Any] | None = None
 
@@ -69,14 +78,16 @@ class HybridJob:
     def __repr__(self) -> str:
         return f"HybridJob(arn={self.arn!r})"
 
+    # A handle stays the same handle when it follows a replacement.
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, HybridJob) and other.arn == self.arn
+        return isinstance(other, HybridJob) and other.first_arn == self.first_arn
 
     def __hash__(self) -> int:
-        return hash(self.arn)
+        return hash(self.first_arn)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"arn": self.arn, "backend": self.backend, "_metadata": None}
+        return {"arn": self.arn, "first_arn": self.first_arn, "replaced": list(self.replaced), "backend": self.backend,
+                "_metadata": None}
 
     # -- state -------------------------------------------------------------------------------
 
@@ -143,15 +154,34 @@ class HybridJob:
 
     # -- waiting and results -------------------------------------------------------------------
 
+    def replace_if_lost(self) -> str | None:
+        """Resubmits the job from its checkpoints if it failed because its instance was lost, and
+        follows the new job; returns the new ARN, or None if the job did not end that way."""
+        meta = self.metadata(use_cached_value=True)
+        if meta["status"] != "FAILED" or not is_instance_failure(meta.get("failureReason")):
+            return None
+        new = self.backend.resubmit_job(self.arn, replacement_token(self.arn))
+        self.replaced.append(self.arn)
+        self.arn, self._metadata = new, None
+        return new
+
     def wait_until_complete(
-        self, timeout_seconds: float | None = None, poll_interval_seconds: float = 5.0
+        self, timeout_seconds: float | None = None, poll_interval_seconds: float = 5.0,
+        resubmit_on_instance_failure: int = 1,
     ) -> dict[str, Any]:
-        """Polls until the job ends (quickly at first, then every `poll_interval_seconds`); returns its metadata."""
+        """Polls until the job ends (quickly at first, then every `poll_interval_seconds`); returns its metadata.
+
+        A job whose instance is lost is resubmitted from its checkpoints, up to
+        `resubmit_on_instance_failure` times in its lineage, and the wait goes on with the new job.
+        """
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         delay = min(0.05, poll_interval_seconds)
         while True:
             meta = self.metadata()
             if meta["status"] in TERMINAL_STATES:
+                if len(self.replaced) < resubmit_on_instance_failure and self.replace_if_lost():
+                    delay = min(0.05, poll_interval_seconds)
+                    continue
                 return meta
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.name}: polling for job completion timed out after {timeout_seconds} s.")
@@ -164,12 +194,14 @@ class HybridJob:
         return JobFailedError(self.arn, meta["status"], meta.get("failureReason"), self.log_lines()[-LOG_TAIL_LINES:])
 
     def result(
-        self, poll_timeout_seconds: float = 864000, poll_interval_seconds: float = 5.0, allow_pickle: bool = False
+        self, poll_timeout_seconds: float = 864000, poll_interval_seconds: float = 5.0, allow_pickle: bool = False,
+        resubmit_on_instance_failure: int = 1,
     ) -> dict[str, Any]:
         """Waits for the job, then returns its `results.json`; a job that did not complete raises.
 
         Inside a Prefect flow the wait and the retrieval are task runs, so the job's log lines and
-        metrics show in the Prefect UI.
+        metrics show in the Prefect UI. A job whose instance is lost is resubmitted from its
+        checkpoints (up to `resubmit_on_instance_failure` times) and the result is its replacement's.
 
         Raises:
             JobFailedError: the job ended FAILED or CANCELLED (with its failureReason and log tail).
@@ -178,9 +210,10 @@ class HybridJob:
         if in_flow_run():
             from prefect_braket.tasks import get_job_result, wait_for_job
 
-            wait_for_job(self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds)
+            wait_for_job(self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds,
+                         resubmit_on_instance_failure=resubmit_on_instance_failure)
             return get_job_result(self, allow_pickle=allow_pickle)
-        self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds)
+        self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds, resubmit_on_instance_failure)
         return self.fetch_result(allow_pickle)
 
     def fetch_result(self, allow_pickle: bool = False) -> dict[str, Any]:

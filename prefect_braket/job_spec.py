@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+MAX_JOB_NAME_LENGTH = 50
 JOB_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,50}(?<!-)$")
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")

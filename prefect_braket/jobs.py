@@ -180,6 +180,16 @@ def _checkpoint_path(job_name: str, suffix: str) -> Path:
     return Path(get_checkpoint_dir()) / file_name
 
 
+def checkpoint_name_for(file_name: str, from_job: str, to_job: str) -> str:
+    """The name `file_name`, a checkpoint of job `from_job`, takes in job `to_job`'s checkpoints, so
+    that the new job's `load_job_checkpoint()` finds it (other files keep their names)."""
+    if file_name == f"{from_job}.json":
+        return f"{to_job}.json"
+    if file_name.startswith(f"{from_job}_") and file_name.endswith(".json"):
+        return f"{to_job}{file_name[len(from_job):]}"
+    return file_name
+
+
 def save_job_checkpoint(
     checkpoint_data: dict[str, Any],
     checkpoint_file_suffix: str = "",

@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -39,8 +40,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from prefect_braket.archive import pack_directory, pack_source, safe_extract
-from prefect_braket.backend import TERMINAL_STATES, JobNotFoundError, LogChunk, SubmissionInProgress
-from prefect_braket.job_spec import JobSpec
+from prefect_braket.backend import (
+    INSTANCE_FAILURE_PREFIX, REPLACES_TAG, TERMINAL_STATES, JobNotFoundError, LogChunk, SubmissionInProgress, replacement_name,
+)
+from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition
+from prefect_braket.jobs import checkpoint_name_for
 
 HOME_VARIABLE = "PREFECT_BRAKET_HOME"
 ARN_PREFIX = "local:job/"
@@ -407,12 +411,8 @@ class LocalEngine:
                 meta["status"] = "CANCELLED"
                 _add_event(meta, "CANCELLED")
             else:
-                meta["status"] = "FAILED"
-                meta["failureReason"] = (
-                    "The engine process supervising this job ended unexpectedly (killed, or the machine "
-                    "restarted); its checkpoints are kept: resume with copy_checkpoints_from_job."
-                )
-                _add_event(meta, "FAILED", meta["failureReason"])
+                _fail_as_lost(meta, "the engine process supervising it ended unexpectedly (killed, or the "
+                                    "machine restarted)")
             meta["endedAt"] = _now()
             _release_ticket(meta)
 
@@ -469,7 +469,52 @@ class LocalEngine:
             raise FileNotFoundError(f"Job {job_arn} has no model.tar.gz yet (status {status}).")
         return safe_extract(job.output_archive, Path(extract_to))
 
+    def resubmit_job(self, job_arn: str, client_token: str) -> str:
+        job = self.store(job_arn)
+        meta = job.read()
+        name = replacement_name(meta["jobName"])
+        with tempfile.TemporaryDirectory(prefix="prefect-braket-checkpoints-") as tmp:
+            for path in (p for p in job.checkpoints.rglob("*") if p.is_file()):
+                relative = path.relative_to(job.checkpoints)
+                target = Path(tmp) / relative.parent / checkpoint_name_for(path.name, meta["jobName"], name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            spec = JobSpec(
+                job_name=name, device=meta["deviceConfig"]["device"], source_module=job.source_archive,
+                entry_point=meta["algorithmSpecification"]["scriptModeConfig"]["entryPoint"],
+                hyperparameters=meta["hyperParameters"],
+                input_data={c["channelName"]: c["dataSource"]["s3DataSource"]["s3Uri"] for c in meta["inputDataConfig"]},
+                instance_config=InstanceConfig(**meta["instanceConfig"]),
+                stopping_condition=StoppingCondition(**meta["stoppingCondition"]),
+                role_arn=meta["roleArn"] or None, tags={**meta["tags"], REPLACES_TAG: job_arn},
+                reservation_arn=next((a["arn"] for a in meta.get("associations", [])), None),
+            )
+            return self.create_job(spec, client_token=client_token, initial_checkpoints=Path(tmp))
+
     # -- for diagnostics and tests ---------------------------------------------------------------
+
+    def kill_instance(self, job_arn: str) -> None:
+        """Ends a job as a lost machine would: its processes killed at once, the job FAILED with an
+        instance-failure reason (`backend.is_instance_failure`), its checkpoints kept."""
+        job = self.store(job_arn)
+        supervisor = job.read()["_engine"].get("supervisorPid")
+        if _pid_alive(supervisor, str(job.dir)):
+            os.kill(supervisor, signal.SIGKILL)
+        group = job.read()["_engine"].get("processGroup")  # read after the supervisor can no longer start one
+        if _group_belongs_to(group, str(job.instance)):
+            try:
+                os.killpg(group, signal.SIGKILL)  # a lost machine gives its processes no SIGTERM to act on
+            except ProcessLookupError:
+                pass
+
+        def lost(meta: dict[str, Any]) -> None:
+            if meta["status"] in TERMINAL_STATES:
+                return
+            _fail_as_lost(meta, "its instance stopped")
+            meta["endedAt"] = _now()
+            _release_ticket(meta)
+
+        job.update(lost)
 
     def process_ids(self, job_arn: str) -> dict[str, int | None]:
         """The supervisor's pid and the job's process group (its process ids' group)."""
@@ -487,6 +532,15 @@ class LocalEngine:
     @staticmethod
     def _reap() -> None:
         _spawned[:] = [p for p in _spawned if p.poll() is None]
+
+
+def _fail_as_lost(meta: dict[str, Any], what: str) -> None:
+    meta["status"] = "FAILED"
+    meta["failureReason"] = (
+        f"{INSTANCE_FAILURE_PREFIX}: The job was lost: {what}. Its checkpoints are kept; "
+        "waiting for it resubmits it from them (resubmit_on_instance_failure)."
+    )
+    _add_event(meta, "FAILED", meta["failureReason"])
 
 
 def _release_ticket(meta: dict[str, Any]) -> None:

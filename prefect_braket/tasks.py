@@ -164,8 +164,10 @@ class JobWatcher:
     def __init__(
         self, job: HybridJob, expected_iterations: int | None, table_every_seconds: float,
         poll_interval_seconds: float, timeout_seconds: float | None, logger: Any = None,
+        resubmit_on_instance_failure: int = 1,
     ):
         self.job = job
+        self.resubmit_on_instance_failure = resubmit_on_instance_failure
         # Artifacts belong to a run; outside one (a block used from a script) only logs are written.
         self.publish_artifacts = FlowRunContext.get() is not None or TaskRunContext.get() is not None
         self.poll_interval_seconds = poll_interval_seconds
@@ -191,6 +193,14 @@ class JobWatcher:
         """Polls once; returns how long to pause before the next poll, or None once the job ended."""
         meta = self.poll()
         if meta["status"] in TERMINAL_STATES:
+            lost = self.job.arn
+            if len(self.job.replaced) < self.resubmit_on_instance_failure and self.job.replace_if_lost():
+                self.logger.warning("Job %s lost its instance (%s); resubmitted from its checkpoints as %s",
+                                    lost, meta.get("failureReason"), self.job.arn)
+                # The new job's log and events start afresh; its metrics continue the same table.
+                self.cursor, self.events_seen, self.last_status = None, 0, None
+                self.delay = min(0.05, self.poll_interval_seconds)
+                return 0.0
             self.summarize(meta)
             self.final = meta
             return None
@@ -357,6 +367,7 @@ def wait_for_job(
     expected_iterations: int | None = None,
     table_every_seconds: float = 10.0,
     cancel_on_exit: bool = True,
+    resubmit_on_instance_failure: int = 1,
 ) -> dict[str, Any]:
     """Waits for a job to end, showing its log, events, queue position and metrics as it runs.
 
@@ -368,11 +379,15 @@ def wait_for_job(
             artifact; by default read from a hyperparameter such as `num_iterations` or `num_tasks`.
         table_every_seconds: How often the metrics table artifact is refreshed while the job runs.
         cancel_on_exit: Cancel the job if the wait ends before it does (timeout, flow cancelled).
+        resubmit_on_instance_failure: How many times a job whose instance is lost is resubmitted
+            from its checkpoints (the same replacement on every retry of this wait); `job` then
+            follows the replacement, whose metrics continue the same artifacts.
 
     Returns:
         The job's final metadata. A job that fails is not an error here; `get_job_result` raises.
     """
-    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds)
+    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
+                         resubmit_on_instance_failure=resubmit_on_instance_failure)
     try:
         while (delay := watcher.step()) is not None:
             time.sleep(delay)
@@ -393,6 +408,7 @@ async def wait_for_job_async(
     expected_iterations: int | None = None,
     table_every_seconds: float = 10.0,
     cancel_on_exit: bool = True,
+    resubmit_on_instance_failure: int = 1,
 ) -> dict[str, Any]:
     """`wait_for_job` for async flows: polls in a worker thread, so many jobs wait side by side.
 
@@ -401,7 +417,8 @@ async def wait_for_job_async(
         metas = await asyncio.gather(*(wait_for_job_async(job) for job in jobs))
         ```
     """
-    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds)
+    watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
+                         resubmit_on_instance_failure=resubmit_on_instance_failure)
     try:
         while (delay := await anyio.to_thread.run_sync(watcher.step)) is not None:
             await asyncio.sleep(delay)

@@ -127,6 +127,44 @@ def moto_endpoint():
     server.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def endpoint():
+    """The package's local Braket endpoint (`python -m prefect_braket.endpoint`), one per test module."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "prefect_braket.endpoint", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/moto-api/", server, timeout=120)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def endpoint_control(url: str, route: str, payload=None):
+    """GET (or, with a payload, POST) one of the endpoint's `/_endpoint/` routes."""
+    import json
+    import urllib.request
+
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{url}/_endpoint/{route}", data=data, method="GET" if data is None else "POST")
+    return json.loads(urllib.request.urlopen(request).read())
+
+
+REPORTS: list[tuple[str, dict]] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints what report-making tests (the reliability suite) measured, in every run."""
+    import json
+
+    for title, report in REPORTS:
+        terminalreporter.write_sep("-", title)
+        terminalreporter.write_line(json.dumps(report, indent=1))
+
+
 @pytest.fixture
 def aws_session(monkeypatch):
     import boto3

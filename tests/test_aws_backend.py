@@ -381,10 +381,12 @@ def test_retried_batch_sends_the_same_task_tokens(moto_endpoint):
     tokens = []
     client.meta.events.register("provide-client-params.braket.CreateQuantumTask",
                                 lambda params, **kw: tokens.append(params["clientToken"]))
-    for attempt in range(2):
+    # Every attempt finds no results.json, runs the tasks once more (rerun tokens), finds none again
+    # and fails; the task run is retried.
+    for attempt_and_rerun in range(4):
         for index in range(2):
             stubber.add_response("create_quantum_task", {"quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}"})
-        for index in range(2):  # the first attempt finds no results.json: the task run fails and is retried
+        for index in range(2):
             stubber.add_response("get_quantum_task", {
                 "quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}", "status": "COMPLETED",
                 "deviceArn": SV1, "deviceParameters": "{}", "shots": 0, "outputS3Bucket": "token-bucket",
@@ -398,6 +400,7 @@ def test_retried_batch_sends_the_same_task_tokens(moto_endpoint):
 
     state = batch(return_state=True)
     assert state.is_failed()  # no results.json in S3, both attempts
-    with pytest.raises(FileNotFoundError, match="results.json does not exist"):
+    with pytest.raises(FileNotFoundError, match="results.json is missing after 1 rerun"):
         state.result()
-    assert len(tokens) == 4 and tokens[:2] == tokens[2:] and tokens[0] != tokens[1]
+    assert len(tokens) == 8 and tokens[:4] == tokens[4:] and tokens[0] != tokens[1]
+    assert tokens[2:4] == [f"{token[:56]}-rerun1" for token in tokens[:2]]

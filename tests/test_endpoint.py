@@ -1,12 +1,12 @@
 """The local Braket endpoint: the AWS path (BraketDevice, the AWS backend, boto3, S3) over real HTTP."""
 
 import math
-import subprocess
 import sys
 
 import boto3
 import pytest
-from conftest import free_port, wait_until_up
+from botocore.config import Config
+from conftest import endpoint_control, wait_for
 from prefect_aws import AwsCredentials
 
 from prefect_braket import BraketDevice
@@ -18,18 +18,6 @@ qubit[1] q;
 rx(theta) q[0];
 #pragma braket result expectation z(q[0])
 """
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "prefect_braket.endpoint", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/moto-api/", server, timeout=120)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_devices_are_described_through_the_endpoint(endpoint):
@@ -95,12 +83,8 @@ def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
 
 
 def _faults(endpoint, **settings):
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(f"{endpoint}/_endpoint/faults", data=json.dumps(settings).encode(), method="POST")
-    urllib.request.urlopen(request).read()
-    return json.loads(urllib.request.urlopen(f"{endpoint}/_endpoint/stats").read())
+    endpoint_control(endpoint, "faults", settings)
+    return endpoint_control(endpoint, "stats")
 
 
 def test_throttling_and_server_errors_are_ridden_out(endpoint):
@@ -122,3 +106,141 @@ def test_throttling_and_server_errors_are_ridden_out(endpoint):
         assert caught.value.retryable
     finally:
         _faults(endpoint)
+
+
+FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
+
+
+def _window(open_now: bool) -> list[dict]:
+    from datetime import datetime, timezone
+
+    if open_now:
+        return [{"executionDay": "Everyday", "windowStartHour": "00:00", "windowEndHour": "23:59:59"}]
+    hour = datetime.now(timezone.utc).hour
+    return [{"executionDay": "Everyday", "windowStartHour": f"{(hour + 2) % 24:02d}:00",
+             "windowEndHour": f"{(hour + 3) % 24:02d}:00"}]
+
+
+def _devices(window_open: bool, **forte) -> list[dict]:
+    return [{"arn": SV1, "name": "SV1"},
+            {"arn": FORTE, "name": "Forte-1", "provider": "IonQ", "type": "QPU", "qubits": 36,
+             "execution_windows": _window(window_open), **forte}]
+
+
+def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
+    """Normal tasks wait in a closed window; a running job's task goes ahead of them; queue
+    positions and sizes read as Braket reports them; SearchQuantumTasks finds the job's task."""
+    import json
+
+    from prefect_braket import hybrid_job
+    from prefect_braket import aws_backend as aws_module
+    from prefect_braket.aws_backend import AwsBackend
+
+    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    endpoint_control(endpoint, "devices", _devices(window_open=False))
+    braket = boto3.client("braket", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    backend = AwsBackend(session=session, region="us-east-1", endpoint_url=endpoint)
+    bucket = backend.default_bucket("us-east-1")
+    action = json.dumps({"braketSchemaHeader": {"name": "braket.ir.openqasm.program", "version": "1"},
+                         "source": "OPENQASM 3.0;\nbit[1] b;\nqubit[1] q;\nx q[0];\nb[0] = measure q[0];"})
+    try:
+        normal = [braket.create_quantum_task(deviceArn=FORTE, action=action, shots=10, outputS3Bucket=bucket,
+                                             outputS3KeyPrefix="tasks", clientToken=f"normal-{i}-{id(braket)}")
+                  ["quantumTaskArn"] for i in range(3)]
+
+        def on_qpu():
+            from prefect_braket.aws_backend import AwsBackend
+            from prefect_braket.devices import create_quantum_task_request, job_priority_token
+            from prefect_braket.jobs import get_job_device_arn
+            from prefect_braket.programs import Program
+
+            device = get_job_device_arn()
+            backend = AwsBackend()
+            request = create_quantum_task_request(
+                device, Program("OPENQASM 3.0;\nbit[1] b;\nqubit[1] q;\nx q[0];\nb[0] = measure q[0];"), 10,
+                backend.default_bucket(), "jobs/tasks", job_priority_token(device))
+            (task, result), = backend.run_quantum_tasks([request], poll_interval_seconds=0.2)
+            return {"priority": task["queueInfo"]["queuePriority"], "bits": result["measurements"][0]}
+
+        job = hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(on_qpu)()
+
+        def job_task():
+            found = braket.search_quantum_tasks(filters=[{"name": "jobArn", "values": [job.arn], "operator": "EQUAL"}])
+            return found["quantumTasks"]
+
+        wait_for(job_task, timeout=120)
+        (mine,) = job_task()
+        info = braket.get_quantum_task(quantumTaskArn=mine["quantumTaskArn"], additionalAttributeNames=["QueueInfo"])
+        assert info["status"] == "QUEUED" and info["jobArn"] == job.arn
+        assert info["queueInfo"] == {"queue": "QUANTUM_TASKS_QUEUE", "position": "0", "queuePriority": "Priority"}
+        last = braket.get_quantum_task(quantumTaskArn=normal[2], additionalAttributeNames=["QueueInfo"])["queueInfo"]
+        assert last == {"queue": "QUANTUM_TASKS_QUEUE", "position": "2", "queuePriority": "Normal"}
+        queues = {(q["queue"], q.get("queuePriority")): q["queueSize"]
+                  for q in braket.get_device(deviceArn=FORTE)["deviceQueueInfo"]}
+        assert queues == {("QUANTUM_TASKS_QUEUE", "Normal"): "3", ("QUANTUM_TASKS_QUEUE", "Priority"): "1",
+                          ("JOBS_QUEUE", None): "0 (1 prioritized job(s) running)"}
+        page = braket.search_quantum_tasks(filters=[{"name": "deviceArn", "values": [FORTE], "operator": "EQUAL"}],
+                                           maxResults=2)
+        assert len(page["quantumTasks"]) == 2 and page["nextToken"]
+
+        endpoint_control(endpoint, "devices", _devices(window_open=True))  # the window opens
+        assert job.result(poll_interval_seconds=0.3) == {"priority": "Priority", "bits": [1]}
+        wait_for(lambda: all(braket.get_quantum_task(quantumTaskArn=a)["status"] == "COMPLETED" for a in normal),
+                 timeout=60)
+        ended = {a: braket.get_quantum_task(quantumTaskArn=a)["endedAt"] for a in normal + [mine["quantumTaskArn"]]}
+        assert ended[mine["quantumTaskArn"]] < min(ended[a] for a in normal)  # ahead of tasks queued before it
+        done = braket.search_jobs(filters=[{"name": "status", "values": ["COMPLETED"], "operator": "EQUAL"}])
+        assert job.arn in {j["jobArn"] for j in done["jobs"]}
+        # An ended task cannot be cancelled (ConflictException); the backend reports its status instead.
+        with pytest.raises(braket.exceptions.ConflictException):
+            braket.cancel_quantum_task(quantumTaskArn=normal[0], clientToken="c")
+        assert backend.cancel_quantum_task(normal[0]) == "COMPLETED"
+    finally:
+        endpoint_control(endpoint, "devices", _devices(window_open=True))
+
+
+def test_braket_error_codes(endpoint):
+    endpoint_control(endpoint, "devices", _devices(window_open=True, status="RETIRED")
+             + [{"arn": "arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet", "name": "Garnet", "type": "QPU"}])
+    braket = boto3.client("braket", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    request = dict(action='{"source": "OPENQASM 3.0;"}', shots=10, outputS3Bucket="bucket", outputS3KeyPrefix="p")
+    try:
+        with pytest.raises(braket.exceptions.DeviceRetiredException):
+            braket.create_quantum_task(deviceArn=FORTE, **request)
+        # A QPU is served in its own region only; simulators in every region.
+        with pytest.raises(braket.exceptions.ResourceNotFoundException, match="eu-north-1"):
+            braket.get_device(deviceArn="arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet")
+        with pytest.raises(braket.exceptions.ValidationException, match="eu-north-1"):
+            braket.create_quantum_task(deviceArn="arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet", **request)
+        assert {d["deviceArn"] for d in braket.search_devices(filters=[])["devices"]} == {SV1, FORTE}
+        with pytest.raises(braket.exceptions.ValidationException, match="Cannot filter"):
+            braket.search_jobs(filters=[{"name": "colour", "values": ["x"], "operator": "EQUAL"}])
+        _faults(endpoint, throttle_rate=1.0)
+        no_retries = boto3.client("braket", endpoint_url=endpoint, region_name="us-east-1",
+                                  aws_access_key_id="testing", aws_secret_access_key="testing",
+                                  config=Config(retries={"max_attempts": 1}))
+        with pytest.raises(no_retries.exceptions.ThrottlingException) as caught:
+            no_retries.get_device(deviceArn=SV1)
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    finally:
+        _faults(endpoint)
+        endpoint_control(endpoint, "devices", _devices(window_open=True))
+
+
+def test_missing_result_objects_are_run_again(endpoint):
+    credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                                 aws_client_parameters={"endpoint_url": endpoint})
+    device = BraketDevice(device_arn=SV1, aws_credentials=credentials)
+    before = _faults(endpoint, missing_results=3)
+    try:
+        thetas = [0.2 * i for i in range(12)]
+        results = device.run_batch([PROGRAM] * 12, shots=0, inputs=[{"theta": t} for t in thetas], client_token="m")
+        stats = endpoint_control(endpoint, "stats")
+    finally:
+        _faults(endpoint)
+    assert [r.values[0] for r in results] == pytest.approx([math.cos(t) for t in thetas])
+    assert stats["results_dropped"] - before["results_dropped"] == 3
+    assert stats["tasks_created"] - before["tasks_created"] == 12 + 3  # each lost result run once more

@@ -424,3 +424,54 @@ def test_empty_hyperparameters_are_refused_or_left_out():
     from prefect_braket.job_spec import hyperparameters_from_call
 
     assert hyperparameters_from_call(lambda a, b="": a, (1,), {}) == {"a": "1"}
+
+
+@hybrid_job(device="local:braket/braket_sv")
+def resumable_count(steps: int = 6, pause: float = 0.3):
+    try:
+        state = load_job_checkpoint()
+    except FileNotFoundError:
+        state = {"done": [], "runs": 0}
+    state["runs"] += 1
+    for i in range(len(state["done"]), steps):
+        state["done"].append(i)
+        save_job_checkpoint(state)
+        log_metric(metric_name="step", value=i, iteration_number=i)
+        time.sleep(pause)
+    return state
+
+
+def test_a_lost_instance_is_resubmitted_from_its_checkpoints(engine):
+    from prefect_braket.backend import REPLACES_TAG, is_instance_failure
+
+    job = resumable_count()
+    first = job.arn
+    wait_for(lambda: len(job.metrics().get("step", [])) >= 2, timeout=60)
+    engine.kill_instance(first)
+    lost = HybridJob.attach(first).metadata()
+    assert lost["status"] == "FAILED" and is_instance_failure(lost["failureReason"])
+    leader = engine.process_ids(first)["process_group"]
+    assert leader and wait_for(lambda: not pid_alive(leader), timeout=10)
+
+    result = job.result(poll_interval_seconds=0.2)
+    # The replacement started from the lost job's last checkpoint, renamed for it, and finished.
+    assert result["done"] == list(range(6)) and result["runs"] == 2
+    assert job.replaced == [first] and job.arn != first and job.name == f"{lost['jobName']}-r1"
+    assert job.metadata()["tags"][REPLACES_TAG] == first
+    steps = job.metrics("iteration_number")["step"]
+    assert steps[0] >= 2 and steps[-1] == 5  # resumed, not restarted
+    # Idempotent: resubmitting the same lost job again (a retried wait) finds the same replacement.
+    again = HybridJob(first)
+    assert again.replace_if_lost() == job.arn
+    assert job_count(engine) == 2
+
+
+def test_a_job_that_failed_in_its_code_is_not_resubmitted(engine):
+    @hybrid_job(device="local:braket/braket_sv")
+    def broken():
+        raise ValueError("bad input")
+
+    job = broken()
+    with pytest.raises(JobFailedError, match="bad input"):
+        job.result(poll_interval_seconds=0.2)
+    assert job.replaced == [] and job_count(engine) == 1
