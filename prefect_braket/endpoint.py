@@ -16,7 +16,7 @@ SearchQuantumTasks, CreateJob, GetJob, CancelJob and SearchJobs, with Braket's e
 - Each device has a queue of quantum tasks: tasks carrying the token of a job running on that
   device go first (`queuePriority: Priority`), a QPU runs one task at a time and only inside its
   execution windows, and queue positions and sizes are reported as Braket reports them (strings;
-  a position counts the tasks ahead). `results.json` goes to the emulated S3.
+  position 1 runs next). `results.json` goes to the emulated S3.
 - Jobs run on the embedded engine (one running job per QPU) from the code and input data in the
   emulated S3. Their log goes to CloudWatch Logs (`/aws/braket/jobs`, `{name}/{uuid}/…`) and their
   checkpoints to S3 as they grow; `model.tar.gz` goes to S3 when they end.
@@ -477,7 +477,7 @@ class BraketApi:
                 info = {"queue": "QUANTUM_TASKS_QUEUE", "queuePriority": "Priority" if record["_priority"] else "Normal"}
                 if record["status"] == "QUEUED":
                     queue = self._queues[record["deviceArn"]][0 if record["_priority"] else 1]
-                    info["position"] = _position(next(i for i, r in enumerate(queue) if r is record))
+                    info["position"] = _position(1 + next(i for i, r in enumerate(queue) if r is record))
                 else:
                     info.update(position="None", message=NO_POSITION.format(kind="Task", status=record["status"]))
                 answer["queueInfo"] = info

@@ -165,6 +165,8 @@ def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
             return {"priority": task["queueInfo"]["queuePriority"], "bits": result["measurements"][0]}
 
         job = hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(on_qpu)()
+        wait_for(lambda: job.state() == "RUNNING", timeout=60)
+        waiting = hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(on_qpu)()  # one running job per QPU
 
         def job_task():
             found = braket.search_quantum_tasks(filters=[{"name": "jobArn", "values": [job.arn], "operator": "EQUAL"}])
@@ -174,19 +176,22 @@ def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
         (mine,) = job_task()
         info = braket.get_quantum_task(quantumTaskArn=mine["quantumTaskArn"], additionalAttributeNames=["QueueInfo"])
         assert info["status"] == "QUEUED" and info["jobArn"] == job.arn
-        assert info["queueInfo"] == {"queue": "QUANTUM_TASKS_QUEUE", "position": "0", "queuePriority": "Priority"}
+        assert info["queueInfo"] == {"queue": "QUANTUM_TASKS_QUEUE", "position": "1", "queuePriority": "Priority"}
         last = braket.get_quantum_task(quantumTaskArn=normal[2], additionalAttributeNames=["QueueInfo"])["queueInfo"]
-        assert last == {"queue": "QUANTUM_TASKS_QUEUE", "position": "2", "queuePriority": "Normal"}
+        assert last == {"queue": "QUANTUM_TASKS_QUEUE", "position": "3", "queuePriority": "Normal"}
         queues = {(q["queue"], q.get("queuePriority")): q["queueSize"]
                   for q in braket.get_device(deviceArn=FORTE)["deviceQueueInfo"]}
         assert queues == {("QUANTUM_TASKS_QUEUE", "Normal"): "3", ("QUANTUM_TASKS_QUEUE", "Priority"): "1",
-                          ("JOBS_QUEUE", None): "0 (1 prioritized job(s) running)"}
+                          ("JOBS_QUEUE", None): "1 (1 prioritized job(s) running)"}
+        assert waiting.state() == "QUEUED" and waiting.queue_position().queue_position == "1"  # next
         page = braket.search_quantum_tasks(filters=[{"name": "deviceArn", "values": [FORTE], "operator": "EQUAL"}],
                                            maxResults=2)
         assert len(page["quantumTasks"]) == 2 and page["nextToken"]
 
         endpoint_control(endpoint, "devices", _devices(window_open=True))  # the window opens
         assert job.result(poll_interval_seconds=0.3) == {"priority": "Priority", "bits": [1]}
+        assert waiting.result(poll_interval_seconds=0.3) == {"priority": "Priority", "bits": [1]}
+        assert waiting.metadata()["startedAt"] >= job.metadata()["endedAt"]
         wait_for(lambda: all(braket.get_quantum_task(quantumTaskArn=a)["status"] == "COMPLETED" for a in normal),
                  timeout=60)
         ended = {a: braket.get_quantum_task(quantumTaskArn=a)["endedAt"] for a in normal + [mine["quantumTaskArn"]]}
