@@ -4,8 +4,8 @@ STS and IAM answered by moto on the same port.
 Requests are told apart by the service in their SigV4 credential scope, so one
 `AWS_ENDPOINT_URL` (or prefect-aws's `endpoint_url`) points boto3, s3fs and this package at it.
 
-    python -m prefect_braket.endpoint --port 4566                      # serves until interrupted
-    python -m prefect_braket.endpoint --port 4566 --devices devices.json
+    prefect-braket-endpoint --port 4566                      # or python -m prefect_braket.endpoint
+    prefect-braket-endpoint --port 4566 --devices devices.json
 
 It answers GetDevice, SearchDevices, CreateQuantumTask, GetQuantumTask, CancelQuantumTask,
 SearchQuantumTasks, CreateJob, GetJob, CancelJob and SearchJobs, with Braket's error codes.
@@ -702,7 +702,11 @@ class Endpoint:
     """
 
     def __init__(self, url: str, engine_home: str | None = None, devices: Iterable[DeviceModel] = DEFAULT_DEVICES):
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        try:
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        except ImportError as error:
+            raise ImportError("The local Braket endpoint answers S3, CloudWatch Logs, STS and IAM with moto: "
+                              "pip install 'prefect-braket[endpoint]'.") from error
 
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.url = url
