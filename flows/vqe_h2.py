@@ -8,6 +8,10 @@ descent on parameter-shift gradients reaches chemical accuracy (1.6 mHa) against
 diagonalisation. Every iteration is a cached task run with a checkpoint: run it again with the
 same experiment id and it resumes instead of starting over. Energies are in Hartree, with the
 nuclear repulsion included.
+
+A sync flow like this one waits at exit, up to a second, for Prefect's heartbeat thread (on by
+default, for crash detection; `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`). For many short runs, an
+`async def` flow calling `run_variational` the same way does not wait.
 """
 
 import json

@@ -10,7 +10,11 @@ gradient descent on parameter-shift gradients, or a SciPy minimiser. Inside a fl
 - each iteration writes a Braket-format checkpoint (`PersistedJobData`, locally or in S3 through
   fsspec) from which a new run with the same experiment id resumes;
 - a progress artifact follows the iterations, a table artifact holds every row (refreshed every
-  `table_every` iterations and at the end), and a summary with a convergence plot closes the run.
+  `table_every` iterations and at the end), and a summary with a convergence plot closes the run;
+- checkpoints and artifacts go out in order from a thread of their own, so the loop does not wait
+  for them; the run returns once they are all out, and fails if one of them failed.
+
+It works in sync and async flows alike.
 
 The same loop runs inside a hybrid job (`run_variational_in_job`), where it uses the job's
 priority device, reports through `log_metric` and checkpoints with `save_job_checkpoint`; the
@@ -35,12 +39,16 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextvars
+import functools
 import hashlib
 import inspect
 import json
 import math
 import os
+import queue
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -53,8 +61,10 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.context import SyncClientContext
 from prefect.logging import get_run_logger
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
 from prefect_braket.blocks import BraketDevice
@@ -162,6 +172,11 @@ class ParametricCost:
         ]
 
     def identity(self) -> str:
+        """A digest of what is computed: part of every iteration's cache key."""
+        return self._identity
+
+    @functools.cached_property
+    def _identity(self) -> str:
         return hashlib.sha256(json.dumps([self.ansatz, self.observable.terms, self.observable.offset,
                                           self.parameters]).encode()).hexdigest()
 
@@ -193,6 +208,11 @@ class FunctionCost:
     function: Callable[..., float]
 
     def identity(self) -> str:
+        """A digest of the function's source: part of every iteration's cache key."""
+        return self._identity
+
+    @functools.cached_property
+    def _identity(self) -> str:
         try:
             source = inspect.getsource(self.function)
         except (OSError, TypeError):
@@ -467,6 +487,86 @@ def convergence_svg(energies: Sequence[float], reference: float | None = None, w
     return "".join(parts)
 
 
+def summary_markdown(state: LoopState, optimizer: Any, experiment_id: str, evaluated: int,
+                     reference_energy: float | None, device: Any, shots: int) -> str:
+    """A run's summary: the convergence plot (an inline SVG image) and the final figures."""
+    energies = [h.energy for h in state.history]
+    image = base64.b64encode(convergence_svg(energies, reference_energy).encode()).decode()
+    energy = final_energy(state, optimizer)
+    lines = [
+        f"# Variational run `{experiment_id}`", "",
+        f"![convergence](data:image/svg+xml;base64,{image})", "",
+        f"Energy by iteration: `{sparkline(energies)}`", "",
+        "| | |", "|---|---|",
+        f"| final energy | {energy:.8f} |",
+        *([f"| reference energy | {reference_energy:.8f} |",
+           f"| error | {energy - reference_energy:.2e} |"] if reference_energy is not None else []),
+        f"| iterations | {len(energies)} ({evaluated} evaluated in this run) |",
+        f"| converged | {state.converged} |",
+        f"| device | `{device.device_arn}` |",
+        f"| shots | {shots} |",
+        f"| parameters | `{json.dumps([round(float(p), 6) for p in state.parameters])}` |",
+    ]
+    return "\n".join(lines)
+
+
+class _Publisher:
+    """Runs checkpoint writes and artifact API calls in order on a thread of their own.
+
+    An iteration on a simulator takes about as long as one of those calls, so the loop hands them
+    over instead of waiting for them. The thread runs in a copy of the caller's context, so the
+    artifacts belong to the caller's flow run. The first error stops the publishing; the next
+    `submit` raises it (so a failing checkpoint store stops the loop early), and so does `close`.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
+                                        name="variational-publisher", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except Exception as error:
+                    self._error = error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        """Queues `job`; raises the error of an earlier one."""
+        self._raise_error()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Waits for every queued job; raises the first error."""
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise_error()
+
+
+class _ProgressArtifact:
+    """A progress artifact created and updated through a `_Publisher`."""
+
+    def __init__(self, publisher: _Publisher, experiment_id: str, percent: float) -> None:
+        self._publisher = publisher
+        self._id: Any = None
+        publisher.submit(functools.partial(self._create, f"{experiment_id}-progress", f"Iterations of {experiment_id}",
+                                           percent))
+
+    def _create(self, key: str, description: str, percent: float) -> None:
+        self._id = create_progress_artifact(percent, key=key, description=description, _sync=True)
+
+    def update(self, percent: float) -> None:
+        """Queues an update; it runs after the creation, on the publisher's thread."""
+        self._publisher.submit(lambda: update_progress_artifact(self._id, percent, _sync=True))
+
+
 def sparkline(values: Sequence[float]) -> str:
     bars = "▁▂▃▄▅▆▇█"
     low, high = min(values), max(values)
@@ -523,57 +623,63 @@ def run_variational(
     if saved:
         logger.info("Resuming experiment %s after iteration %d from %s", experiment_id, state.next_iteration - 1,
                     checkpoint_path(location, experiment_id))
-    progress = create_progress_artifact(100.0 * state.next_iteration / max_iterations, key=f"{experiment_id}-progress",
-                                        description=f"Iterations of {experiment_id}", _sync=True)
-    evaluated = 0
+    # One API client for every task run and artifact call: in an async flow each sync task run would
+    # otherwise open its own (tens of milliseconds each, mostly loading TLS certificates).
+    with SyncClientContext.get_or_create():
+        publisher = _Publisher()
+        progress = _ProgressArtifact(publisher, experiment_id, 100.0 * state.next_iteration / max_iterations)
+        evaluated = 0
+        published_rows = 0
 
-    def evaluate(iteration: int, points: list[np.ndarray]) -> list[float]:
-        nonlocal evaluated
-        run = evaluate_iteration.with_options(task_run_name=f"{experiment_id}-iteration-{iteration}")(
-            cost, device, [p.tolist() for p in points], shots, experiment_id, iteration, return_state=True)
-        if not run.name == "Cached":
-            evaluated += 1
-        return run.result()
+        def evaluate(iteration: int, points: list[np.ndarray]) -> list[float]:
+            nonlocal evaluated
+            # Quoted, the cost and the device reach the task as they are: Prefect does not walk their fields
+            # for upstream results on every call.
+            run = evaluate_iteration(quote(cost), quote(device), [p.tolist() for p in points], shots, experiment_id,
+                                     iteration, return_state=True)
+            if not run.name == "Cached":
+                evaluated += 1
+            return run.result(_sync=True)  # also from an async flow, where `result` would return a coroutine
 
-    def publish_table() -> None:
-        create_table_artifact([h.row() for h in state.history], key=f"{experiment_id}-iterations",
-                              description=f"Iterations of {experiment_id}", _sync=True)
+        def publish_table() -> None:
+            nonlocal published_rows
+            published_rows = len(state.history)
+            publisher.submit(functools.partial(
+                create_table_artifact, [h.row() for h in state.history], key=f"{experiment_id}-iterations",
+                description=f"Iterations of {experiment_id}", _sync=True))
 
-    progress_updated = time.monotonic()
+        progress_updated = time.monotonic()
 
-    def record(current: LoopState, step: Iteration) -> None:
-        nonlocal progress_updated
-        save_checkpoint(location, experiment_id, current.to_checkpoint())
-        # An API call per fast iteration would cost more than the iteration; a second apart is live enough.
-        if time.monotonic() - progress_updated >= PROGRESS_INTERVAL_SECONDS:
-            update_progress_artifact(progress, 100.0 * (step.iteration + 1) / max_iterations, _sync=True)
-            progress_updated = time.monotonic()
-        logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy, step.gradient_norm)
-        if (step.iteration + 1) % table_every == 0:
+        def record(current: LoopState, step: Iteration) -> None:
+            nonlocal progress_updated
+            publisher.submit(functools.partial(save_checkpoint, location, experiment_id, current.to_checkpoint()))
+            # Off the loop's thread an update still costs the API a write; a second apart is live enough.
+            if time.monotonic() - progress_updated >= PROGRESS_INTERVAL_SECONDS:
+                progress.update(100.0 * (step.iteration + 1) / max_iterations)
+                progress_updated = time.monotonic()
+            logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
+                        step.gradient_norm)
+            if (step.iteration + 1) % table_every == 0:
+                publish_table()
+
+        try:
+            optimize(state, chosen, max_iterations, tolerance, evaluate, record, fail_at_iteration)
+        except BaseException as failure:
+            # The checkpoints of the finished iterations still go out, for the next run to resume from.
+            try:
+                publisher.close()
+            except Exception as error:
+                if error is not failure:
+                    logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
+            raise
+        progress.update(100.0)
+        if len(state.history) != published_rows:
             publish_table()
-
-    optimize(state, chosen, max_iterations, tolerance, evaluate, record, fail_at_iteration)
-    update_progress_artifact(progress, 100.0, _sync=True)
-    if state.history:
-        publish_table()
-        energies = [h.energy for h in state.history]
-        image = base64.b64encode(convergence_svg(energies, reference_energy).encode()).decode()
-        lines = [
-            f"# Variational run `{experiment_id}`", "",
-            f"![convergence](data:image/svg+xml;base64,{image})", "",
-            f"Energy by iteration: `{sparkline(energies)}`", "",
-            "| | |", "|---|---|",
-            f"| final energy | {final_energy(state, chosen):.8f} |",
-            *([f"| reference energy | {reference_energy:.8f} |",
-               f"| error | {final_energy(state, chosen) - reference_energy:.2e} |"] if reference_energy is not None else []),
-            f"| iterations | {len(energies)} ({evaluated} evaluated in this run) |",
-            f"| converged | {state.converged} |",
-            f"| device | `{device.device_arn}` |",
-            f"| shots | {shots} |",
-            f"| parameters | `{json.dumps([round(float(p), 6) for p in state.parameters])}` |",
-        ]
-        create_markdown_artifact("\n".join(lines), key=f"{experiment_id}-summary",
-                                 description=f"Summary of {experiment_id}", _sync=True)
+        if state.history:
+            summary = summary_markdown(state, chosen, experiment_id, evaluated, reference_energy, device, shots)
+            publisher.submit(functools.partial(create_markdown_artifact, summary, key=f"{experiment_id}-summary",
+                                               description=f"Summary of {experiment_id}", _sync=True))
+        publisher.close()
     return {
         "experiment_id": experiment_id,
         "energy": final_energy(state, chosen),
@@ -591,8 +697,9 @@ def _iteration_key(context: Any, parameters: dict[str, Any]) -> str:
                         device.device_arn, parameters["cost"].identity(), raise_on_failure=True)
 
 
-@task(name="variational-iteration", cache_key_fn=_iteration_key, persist_result=True, retries=3,
-      retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
+@task(name="variational-iteration", task_run_name="{experiment_id}-iteration-{iteration}", cache_key_fn=_iteration_key,
+      persist_result=True, retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5,
+      retry_condition_fn=retry_if_transient)
 def evaluate_iteration(cost: Any, device: Any, points: list[list[float]], shots: int, experiment_id: str,
                        iteration: int) -> list[float]:
     """Evaluates one iteration's points (its circuits in one batch); cached per experiment and iteration."""

@@ -1,5 +1,6 @@
-"""Variational loops as flows: VQE accuracy, resuming, artifacts, and the same loop inside a job."""
+"""Variational loops as flows: VQE accuracy, resuming, artifacts, async flows, publishing errors, and in a job."""
 
+import asyncio
 import base64
 import json
 import re
@@ -15,6 +16,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
 
 from prefect_braket import get_job_result, hybrid_job, wait_for_job  # noqa: E402
+from prefect_braket import variational  # noqa: E402
 from prefect_braket.tasks import artifact_key  # noqa: E402
 from prefect_braket.variational import (  # noqa: E402
     SPSA,
@@ -89,6 +91,51 @@ def test_iterations_are_cached_even_without_the_checkpoint(tmp_path):
     second = short(str(tmp_path / "b"))  # an empty checkpoint location: starts over, but from the cache
     assert first["evaluated_iterations"] == 3 and second["evaluated_iterations"] == 0
     assert second["energy"] == first["energy"]
+
+
+def test_runs_inside_an_async_flow(tmp_path):
+    """Sync task runs and artifacts from an async flow: results, not coroutines, and everything published."""
+    cost = ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"])
+
+    @flow
+    async def in_async_flow():
+        return run_variational(cost, [0.0], experiment_id="async-flow", checkpoint_location=str(tmp_path),
+                               learning_rate=0.4, max_iterations=6, tolerance=0.0)
+
+    state = asyncio.run(in_async_flow(return_state=True))
+    result = state.result()
+    assert result["iterations"] == result["evaluated_iterations"] == 6
+    in_sync_flow = vqe_h2(experiment_id="sync-flow", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
+    assert result["energy"] == in_sync_flow["energy"]
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
+    assert artifacts["async-flow-progress"].data == 100.0
+    assert len(json.loads(artifacts["async-flow-iterations"].data)) == 6
+    assert "async-flow-summary" in artifacts
+    assert len(load_checkpoint(str(tmp_path), "async-flow")["history"]) == 6
+
+
+def test_a_failing_checkpoint_store_fails_the_run_early(tmp_path, monkeypatch):
+    """Checkpoints are written off the loop's thread; a write that fails still stops the loop and fails the flow."""
+    def refuse(*args):
+        raise PermissionError("the checkpoint store refused the write")
+
+    monkeypatch.setattr(variational, "save_checkpoint", refuse)
+    evaluations = []
+
+    def cost(device, parameters, shots):
+        evaluations.append(parameters)
+        return float(parameters[0] ** 2)
+
+    @flow
+    def refused():
+        return run_variational(cost, [1.0], experiment_id="refused", checkpoint_location=str(tmp_path),
+                               max_iterations=200, tolerance=0.0)
+
+    state = refused(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(PermissionError, match="refused the write"):
+        state.result()
+    assert len(evaluations) < 3 * 100  # stopped after the first iterations, not at the end
 
 
 def test_bad_variational_input():
