@@ -101,6 +101,7 @@ class AwsBackend:
         self._buckets: dict[str, str] = {}
         self._role: str | None = None
         self._fs: Any = None
+        self._fs_credentials: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Sessions and clients do not pickle; the receiving process uses its own credential chain.
@@ -130,12 +131,17 @@ class AwsBackend:
 
     @property
     def fs(self) -> Any:
-        """An s3fs file system with this backend's credentials and endpoint."""
-        if self._fs is None:
+        """An s3fs file system with this backend's credentials and endpoint.
+
+        s3fs takes credentials as values, not as the session's refreshing provider; the file
+        system is made again whenever the session's credentials have changed (an assumed role's
+        refreshed), so a long wait does not end with expired ones.
+        """
+        credentials = self.session.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials else None
+        if self._fs is None or self._fs_credentials != frozen:
             import s3fs
 
-            credentials = self.session.get_credentials()
-            frozen = credentials.get_frozen_credentials() if credentials else None
             client_kwargs: dict[str, Any] = {"region_name": self.region}
             if self.endpoint_url:
                 client_kwargs["endpoint_url"] = self.endpoint_url
@@ -148,6 +154,7 @@ class AwsBackend:
                 max_concurrency=25,
                 skip_instance_cache=True,
             )
+            self._fs_credentials = frozen
         return self._fs
 
     # -- account set-up ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 from prefect import flow
@@ -404,3 +405,28 @@ def test_retried_batch_sends_the_same_task_tokens(moto_endpoint):
         state.result()
     assert len(tokens) == 8 and tokens[:4] == tokens[4:] and tokens[0] != tokens[1]
     assert tokens[2:4] == [f"{token[:56]}-rerun1" for token in tokens[:2]]
+
+
+def test_s3_file_system_follows_refreshed_credentials():
+    """s3fs holds credential values; when an assumed role's credentials are refreshed, the backend's
+    file system is made again with the new ones instead of going on with expired ones."""
+    from datetime import timedelta
+
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+
+    issued = []
+
+    def refresh():
+        issued.append(f"KEY{len(issued)}")
+        # Already inside botocore's refresh window: every read of the credentials refreshes them.
+        expiry = datetime.now(timezone.utc) + timedelta(seconds=60)
+        return {"access_key": issued[-1], "secret_key": "secret", "token": "token", "expiry_time": expiry.isoformat()}
+
+    core = botocore.session.get_session()
+    core._credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "assume-role")
+    backend = AwsBackend(session=boto3.Session(botocore_session=core, region_name="us-east-1"))
+    first = backend.fs
+    assert first.key == "KEY1"  # the first read refreshed the initial credentials
+    second = backend.fs
+    assert second is not first and second.key == issued[-1] != "KEY1"

@@ -2,6 +2,7 @@
 
 import math
 import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -249,3 +250,38 @@ def test_missing_result_objects_are_run_again(endpoint):
     assert [r.values[0] for r in results] == pytest.approx([math.cos(t) for t in thetas])
     assert stats["results_dropped"] - before["results_dropped"] == 3
     assert stats["tasks_created"] - before["tasks_created"] == 12 + 3  # each lost result run once more
+
+
+def test_the_command_serves_the_devices_of_a_devices_file(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import free_port, wait_until_up
+
+    devices = tmp_path / "devices.json"
+    cepheus = "arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"
+    devices.write_text(json.dumps([
+        {"arn": SV1, "name": "SV1"},
+        {"arn": cepheus, "name": "Cepheus-1-108Q", "provider": "Rigetti", "type": "QPU", "qubits": 108,
+         "status": "OFFLINE", "execution_windows": [{"executionDay": "Weekdays", "windowStartHour": "15:00",
+                                                    "windowEndHour": "19:00"}]},
+    ]))
+    port = free_port()
+    command = Path(sys.executable).parent / "prefect-braket-endpoint"  # the console script, beside the interpreter
+    server = subprocess.Popen([str(command), "--port", str(port), "--devices", str(devices)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/moto-api/", server, timeout=120)
+        credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                     region_name="us-west-1", aws_client_parameters={"endpoint_url": url})
+        device = BraketDevice(device_arn=cepheus, aws_credentials=credentials)
+        description = device.description()
+        assert (description.name, description.provider, description.status, description.qubit_count) == (
+            "Cepheus-1-108Q", "Rigetti", "OFFLINE", 108)
+        assert [(w.day, w.start, w.end) for w in description.execution_windows] == [("Weekdays", "15:00", "19:00")]
+        braket = device.braket_client()
+        assert {d["deviceArn"] for d in braket.search_devices(filters=[])["devices"]} == {SV1, cepheus}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
