@@ -330,7 +330,9 @@ class AwsBackend:
         with the failed job's checkpoints copied in and renamed for the new job."""
         meta = self.get_job(job_arn)
         old, name = meta["jobName"], replacement_name(meta["jobName"])
-        root = f"s3://{self.default_bucket(self._job_region(job_arn))}/jobs/{name}/{int(time.time() * 1000)}"
+        # Stamped with the lost job's end, not the clock: two racing resubmitters build the same request.
+        stamp = int((meta.get("endedAt") or meta["createdAt"]).timestamp() * 1000)
+        root = f"s3://{self.default_bucket(self._job_region(job_arn))}/jobs/{name}/{stamp}"
         checkpoints = {"localPath": meta.get("checkpointConfig", {}).get("localPath") or DEFAULT_CHECKPOINT_PATH,
                        "s3Uri": f"{root}/checkpoints"}
         source = meta.get("checkpointConfig", {}).get("s3Uri")
@@ -342,7 +344,8 @@ class AwsBackend:
         request.update(
             jobName=name, checkpointConfig=checkpoints, clientToken=client_token,
             outputDataConfig={**meta["outputDataConfig"], "s3Path": f"{root}/data"},
-            tags={**(meta.get("tags") or {}), REPLACES_TAG: job_arn},
+            # Tags under "aws:" are AWS's own and cannot be set in a request.
+            tags={**{k: v for k, v in (meta.get("tags") or {}).items() if not k.startswith("aws:")}, REPLACES_TAG: job_arn},
         )
         return request
 

@@ -110,16 +110,18 @@ def run() -> Any:
         else:
             function, arguments = runpy.run_module, {"mod_name": module_name, "run_name": "__main__"}
     except BaseException as error:
-        failure_file.write_text(f"Setting up the job failed: {type(error).__name__}: {error}")
+        failure_file.write_text(f"ClientError: Setting up the job failed: {type(error).__name__}: {error}")
         raise
     try:
         return function(**arguments)
     except SystemExit as error:
         if error.code not in (None, 0):  # sys.exit(0) at the end of a script is success
-            failure_file.write_text(f"SystemExit: {error.code}")
+            failure_file.write_text(f"AlgorithmError: SystemExit: {error.code}")
         raise
     except BaseException as error:
-        failure_file.write_text(f"{type(error).__name__}: {error}")
+        # Braket's categories: the job's own code fails as "AlgorithmError", which is never taken
+        # for a lost instance ("InternalServerError"), whatever the exception is called.
+        failure_file.write_text(f"AlgorithmError: {type(error).__name__}: {error}")
         raise
 
 

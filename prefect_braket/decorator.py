@@ -249,7 +249,7 @@ def hybrid_job(
                 if in_flow_run():
                     from prefect_braket.tasks import wait_for_job
 
-                    wait_for_job(job)
+                    job.follow_replacement(wait_for_job(job))
                 else:
                     job.wait_until_complete()
             return job

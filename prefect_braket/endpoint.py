@@ -54,6 +54,8 @@ ACCOUNT = "123456789012"
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 ALWAYS_OPEN = {"executionDay": "Everyday", "windowStartHour": "00:00", "windowEndHour": "23:59:59"}
 TASK_TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+WINDOW_DAYS = ("Everyday", "Weekdays", "Weekend", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+               "Saturday", "Sunday")
 NO_POSITION = "{kind} is in {status} status. AmazonBraket does not show queue position for this status."
 
 
@@ -116,6 +118,12 @@ class DeviceModel:
                                      ("simulator", self.simulator, ("braket_sv", "braket_dm"))):
             if value not in allowed:
                 raise ValueError(f"Device {self.arn}: {name} {value!r} is not one of {', '.join(allowed)}.")
+        for window in self.execution_windows:
+            day, start, end = (window.get(k) for k in ("executionDay", "windowStartHour", "windowEndHour"))
+            if day not in WINDOW_DAYS or not all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", h or "")
+                                                 for h in (start, end)):
+                raise ValueError(f"Device {self.arn}: execution window {window} needs executionDay (one of "
+                                 f"{', '.join(WINDOW_DAYS)}), windowStartHour and windowEndHour as HH:MM[:SS].")
         self.shots_range = list(self.shots_range or ([1, 100000] if self.type == "QPU" else [0, 100000]))
         self.concurrency = self.concurrency or (1 if self.type == "QPU" else 2)
 
@@ -253,8 +261,9 @@ class BraketApi:
         self._workers: dict[str, int] = {}
         self._tasks: dict[str, dict[str, Any]] = {}
         self._jobs: dict[str, dict[str, Any]] = {}
-        self._tokens: dict[str, str] = {}
-        self._job_tokens: dict[str, str] = {}
+        self._task_tokens: dict[str, str] = {}  # client token -> task ARN
+        self._job_client_tokens: dict[str, str] = {}  # client token -> job ARN
+        self._job_tokens: dict[str, str] = {}  # a running job's AMZN_BRAKET_JOB_TOKEN -> job ARN
         self.faults = Faults()
         self.random = random.Random()
         self.stats = dict.fromkeys(("calls", "throttled", "failed", "tasks_created", "tasks_deduplicated",
@@ -263,14 +272,22 @@ class BraketApi:
         threading.Thread(target=self._tend_jobs, daemon=True, name="endpoint-jobs").start()
 
     def set_devices(self, devices: Iterable[DeviceModel]) -> None:
-        """Replaces the device set; queued tasks of devices that stay keep their places."""
+        """Replaces the device set. Queued tasks of devices that stay keep their places; those of
+        devices that go fail. Workers are added or retire to match each device's concurrency."""
         with self._wake:
             self._devices = {d.arn: d for d in devices}
+            for arn, queues in self._queues.items():
+                if arn not in self._devices:
+                    for record in (*queues[0], *queues[1]):
+                        record.update(status="FAILED", endedAt=_now(),
+                                      failureReason=f"Device {arn} was removed from this endpoint.")
+                        record.pop("_program", None)
+                    queues[0].clear(), queues[1].clear()
             for device in self._devices.values():
                 self._queues.setdefault(device.arn, (deque(), deque()))
-                for _ in range(self._workers.get(device.arn, 0), device.concurrency):
-                    threading.Thread(target=self._work, args=(device.arn,), daemon=True).start()
-                    self._workers[device.arn] = self._workers.get(device.arn, 0) + 1
+                for index in range(self._workers.get(device.arn, 0), device.concurrency):
+                    threading.Thread(target=self._work, args=(device.arn, index), daemon=True).start()
+                    self._workers[device.arn] = index + 1
             self._wake.notify_all()
 
     def set_faults(self, faults: Faults) -> None:
@@ -385,9 +402,9 @@ class BraketApi:
     def create_quantum_task(self, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
         token = payload.get("clientToken")
         with self._lock:
-            if token and token in self._tokens:
+            if token and token in self._task_tokens:
                 self.stats["tasks_deduplicated"] += 1
-                return {"quantumTaskArn": self._tokens[token]}
+                return {"quantumTaskArn": self._task_tokens[token]}
         device = self._device_in(payload["deviceArn"], region, missing=ValidationError)
         self._check_available(device)
         shots = int(payload["shots"])
@@ -409,23 +426,27 @@ class BraketApi:
             "_program": program, "_priority": priority,
         }
         with self._wake:
-            if token and token in self._tokens:  # a concurrent call with the same token won
+            if token and token in self._task_tokens:  # a concurrent call with the same token won
                 self.stats["tasks_deduplicated"] += 1
-                return {"quantumTaskArn": self._tokens[token]}
+                return {"quantumTaskArn": self._task_tokens[token]}
             self._tasks[arn] = record
             if token:
-                self._tokens[token] = arn
+                self._task_tokens[token] = arn
             self._queues[device.arn][0 if priority else 1].append(record)
             self.stats["tasks_created"] += 1
             self._wake.notify_all()
         return {"quantumTaskArn": arn}
 
-    def _next_task(self, device_arn: str) -> tuple[dict[str, Any], DeviceModel]:
-        """Blocks until the device may run a task and one is queued; priority tasks first."""
+    def _next_task(self, device_arn: str, index: int) -> tuple[dict[str, Any], DeviceModel] | None:
+        """Blocks until the device may run a task and one is queued (priority tasks first); None
+        when this worker is no longer wanted (the device went, or runs fewer tasks at once)."""
         with self._wake:
             while True:
                 device = self._devices.get(device_arn)
-                if device is not None and self._status(device) == "ONLINE" and device.window_open():
+                if device is None or index >= device.concurrency:
+                    self._workers[device_arn] -= 1
+                    return None
+                if self._status(device) == "ONLINE" and device.window_open():
                     priority, normal = self._queues[device_arn]
                     if priority or normal:
                         record = (priority or normal).popleft()
@@ -433,9 +454,9 @@ class BraketApi:
                         return record, device
                 self._wake.wait(timeout=0.5)  # windows open with time, not with a notification
 
-    def _work(self, device_arn: str) -> None:
-        while True:
-            record, device = self._next_task(device_arn)
+    def _work(self, device_arn: str, index: int) -> None:
+        while (task := self._next_task(device_arn, index)) is not None:
+            record, device = task
             started = time.monotonic()
             try:
                 _, document, elapsed = LocalSimulator.run(device.local_arn, record["_program"], record["shots"])
@@ -520,9 +541,9 @@ class BraketApi:
     def create_job(self, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
         token = payload.get("clientToken")
         with self._lock:
-            if token and token in self._tokens:
+            if token and token in self._job_client_tokens:
                 self.stats["jobs_deduplicated"] += 1
-                return {"jobArn": self._tokens[token]}
+                return {"jobArn": self._job_client_tokens[token]}
         device = self._device_in(payload["deviceConfig"]["device"], region, missing=ValidationError)
         self._check_available(device)
         work = Path(tempfile.mkdtemp(prefix="braket-endpoint-job-"))
@@ -543,19 +564,21 @@ class BraketApi:
             input_data=channels, tags=payload.get("tags") or {},
             stopping_condition=StoppingCondition(payload.get("stoppingCondition", {}).get("maxRuntimeInSeconds", 432000)),
         )
-        with self._lock:  # one creation per token, also when two calls race
-            if token and token in self._tokens:
+        # The engine's own claim on the client token makes two racing calls create one job.
+        local = self._engine.create_job(spec, client_token=token, initial_checkpoints=work / "checkpoints")
+        arn = f"arn:aws:braket:{region}:{ACCOUNT}:job/{local[len(ARN_PREFIX):]}"
+        stream = f"{payload['jobName']}/{local[len(ARN_PREFIX):]}/algo-1-{int(time.time())}"
+        job_token = self._engine.job_token(local)
+        with self._lock:
+            if arn in self._jobs:
                 self.stats["jobs_deduplicated"] += 1
-                return {"jobArn": self._tokens[token]}
-            local = self._engine.create_job(spec, client_token=token, initial_checkpoints=work / "checkpoints")
-            arn = f"arn:aws:braket:{region}:{ACCOUNT}:job/{local[len(ARN_PREFIX):]}"
-            stream = f"{payload['jobName']}/{local[len(ARN_PREFIX):]}/algo-1-{int(time.time())}"
+                return {"jobArn": arn}
             self._jobs[arn] = {"local": local, "request": payload, "device": device.arn, "stream": stream,
                                "cursor": None, "synced": False, "checkpoints": {}, "checkpoint_writes": 0, "killed": False,
                                "lock": threading.Lock()}
-            self._job_tokens[self._engine.job_token(local)] = arn
+            self._job_tokens[job_token] = arn
             if token:
-                self._tokens[token] = arn
+                self._job_client_tokens[token] = arn
             self.stats["jobs_created"] += 1
         return {"jobArn": arn}
 
@@ -583,16 +606,17 @@ class BraketApi:
             return
         bucket, prefix = split_s3_uri(target)
         root = self._engine.job_directory(record["local"]) / "checkpoints"
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            try:
-                stamp = path.stat().st_mtime_ns
-            except FileNotFoundError:  # replaced between listing and reading; the next pass ships it
-                continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
             name = path.relative_to(root).as_posix()
-            if record["checkpoints"].get(name) != stamp:
-                self._client("s3").upload_file(str(path), bucket, f"{prefix}/{name}")
-                record["checkpoints"][name] = stamp
-                record["checkpoint_writes"] += 1
+            try:  # a checkpoint is written whole and renamed into place: read each version once
+                stamp = path.stat().st_mtime_ns
+                if record["checkpoints"].get(name) == stamp:
+                    continue
+                self._client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=path.read_bytes())
+            except FileNotFoundError:  # gone between listing and reading; the next pass sees what replaced it
+                continue
+            record["checkpoints"][name] = stamp
+            record["checkpoint_writes"] += 1
 
     def _sync(self, record: dict[str, Any]) -> dict[str, Any]:
         """Brings logs, checkpoints and (once ended) output to CloudWatch and S3; returns the job's metadata."""

@@ -78,7 +78,8 @@ class HybridJob:
     def __repr__(self) -> str:
         return f"HybridJob(arn={self.arn!r})"
 
-    # A handle stays the same handle when it follows a replacement.
+    # Handles are equal when they started from the same job: a handle that followed a replacement
+    # is still the handle of that submission (`attach(replacement_arn)` is a different one).
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HybridJob) and other.first_arn == self.first_arn
 
@@ -88,6 +89,10 @@ class HybridJob:
     def __getstate__(self) -> dict[str, Any]:
         return {"arn": self.arn, "first_arn": self.first_arn, "replaced": list(self.replaced), "backend": self.backend,
                 "_metadata": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Handles pickled before replacements existed (results persisted by Prefect) carry only `arn`.
+        self.__dict__.update({"first_arn": state["arn"], "replaced": [], **state})
 
     # -- state -------------------------------------------------------------------------------
 
@@ -165,6 +170,13 @@ class HybridJob:
         self.arn, self._metadata = new, None
         return new
 
+    def follow_replacement(self, meta: dict[str, Any]) -> None:
+        """Points this handle at the job `meta` describes, if that job replaced this one: a wait
+        that ran on a copy of the handle (another process, another task runner) followed it there."""
+        if meta["jobArn"] != self.arn:
+            self.replaced.append(self.arn)
+            self.arn, self._metadata = meta["jobArn"], meta
+
     def wait_until_complete(
         self, timeout_seconds: float | None = None, poll_interval_seconds: float = 5.0,
         resubmit_on_instance_failure: int = 1,
@@ -210,8 +222,9 @@ class HybridJob:
         if in_flow_run():
             from prefect_braket.tasks import get_job_result, wait_for_job
 
-            wait_for_job(self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds,
-                         resubmit_on_instance_failure=resubmit_on_instance_failure)
+            self.follow_replacement(wait_for_job(
+                self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds,
+                resubmit_on_instance_failure=resubmit_on_instance_failure))
             return get_job_result(self, allow_pickle=allow_pickle)
         self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds, resubmit_on_instance_failure)
         return self.fetch_result(allow_pickle)

@@ -48,6 +48,7 @@ from prefect_braket.jobs import checkpoint_name_for
 
 HOME_VARIABLE = "PREFECT_BRAKET_HOME"
 ARN_PREFIX = "local:job/"
+INSTANCE_VARIABLE = "PREFECT_BRAKET_INSTANCE_DIR"  # in a job's environment: its instance directory
 CANCEL_GRACE_SECONDS = 2.0
 ORPHAN_GRACE_SECONDS = 10.0
 QUEUE_POLL_SECONDS = 0.05
@@ -126,6 +127,18 @@ def _kill_group(pgid: int | None, grace: float = CANCEL_GRACE_SECONDS, leader: s
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _processes_with(marker: str) -> list[int]:
+    """The processes whose environment contains `marker` (a job's processes carry its directory)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"\0" + marker.encode() + b"\0" in b"\0" + proc.joinpath("environ").read_bytes() + b"\0":
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _group_belongs_to(pgid: int | None, marker: str) -> bool:
@@ -474,7 +487,7 @@ class LocalEngine:
         meta = job.read()
         name = replacement_name(meta["jobName"])
         with tempfile.TemporaryDirectory(prefix="prefect-braket-checkpoints-") as tmp:
-            for path in (p for p in job.checkpoints.rglob("*") if p.is_file()):
+            for path in (p for p in job.checkpoints.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 relative = path.relative_to(job.checkpoints)
                 target = Path(tmp) / relative.parent / checkpoint_name_for(path.name, meta["jobName"], name)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -500,10 +513,11 @@ class LocalEngine:
         supervisor = job.read()["_engine"].get("supervisorPid")
         if _pid_alive(supervisor, str(job.dir)):
             os.kill(supervisor, signal.SIGKILL)
-        group = job.read()["_engine"].get("processGroup")  # read after the supervisor can no longer start one
-        if _group_belongs_to(group, str(job.instance)):
+        # The supervisor records the job's process only after starting it: find it by its environment.
+        # A lost machine gives its processes no SIGTERM to act on.
+        for pid in _processes_with(f"{INSTANCE_VARIABLE}={job.instance}"):
             try:
-                os.killpg(group, signal.SIGKILL)  # a lost machine gives its processes no SIGTERM to act on
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -618,7 +632,7 @@ class _Supervisor:
             AMZN_BRAKET_JOB_RESULTS_S3_PATH=str(job.output_archive.parent),
             AMZN_BRAKET_TASK_RESULTS_S3_URI=str(job.dir / "tasks"),
             AMZN_BRAKET_JOB_TOKEN=meta["_engine"]["jobToken"],
-            PREFECT_BRAKET_INSTANCE_DIR=str(job.instance),
+            **{INSTANCE_VARIABLE: str(job.instance)},
         )
         if meta["inputDataConfig"]:
             env["AMZN_BRAKET_INPUT_DIR"] = str(job.dir / "data")

@@ -380,11 +380,14 @@ def wait_for_job(
         table_every_seconds: How often the metrics table artifact is refreshed while the job runs.
         cancel_on_exit: Cancel the job if the wait ends before it does (timeout, flow cancelled).
         resubmit_on_instance_failure: How many times a job whose instance is lost is resubmitted
-            from its checkpoints (the same replacement on every retry of this wait); `job` then
-            follows the replacement, whose metrics continue the same artifacts.
+            from its checkpoints (the same replacement on every retry of this wait); `job` (this
+            object, in this process) then follows the replacement, whose metrics continue the
+            same artifacts.
 
     Returns:
-        The job's final metadata. A job that fails is not an error here; `get_job_result` raises.
+        The final metadata of the job, or of the job that replaced it (its `jobArn`; a handle
+        follows it with `job.follow_replacement(meta)`, which `HybridJob.result()` does). A job
+        that fails is not an error here; `get_job_result` raises.
     """
     watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
                          resubmit_on_instance_failure=resubmit_on_instance_failure)

@@ -517,6 +517,7 @@ class _Publisher:
     over instead of waiting for them. The thread runs in a copy of the caller's context, so the
     artifacts belong to the caller's flow run. The first error stops the publishing; the next
     `submit` raises it (so a failing checkpoint store stops the loop early), and so does `close`.
+    Later jobs still run: an artifact call that failed does not cost the checkpoints after it.
     """
 
     def __init__(self) -> None:
@@ -528,11 +529,10 @@ class _Publisher:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            if self._error is None:
-                try:
-                    job()
-                except Exception as error:
-                    self._error = error
+            try:
+                job()
+            except Exception as error:
+                self._error = self._error or error
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -664,6 +664,13 @@ def run_variational(
 
         try:
             optimize(state, chosen, max_iterations, tolerance, evaluate, record, fail_at_iteration)
+            progress.update(100.0)
+            if len(state.history) != published_rows:
+                publish_table()
+            if state.history:
+                summary = summary_markdown(state, chosen, experiment_id, evaluated, reference_energy, device, shots)
+                publisher.submit(functools.partial(create_markdown_artifact, summary, key=f"{experiment_id}-summary",
+                                                   description=f"Summary of {experiment_id}", _sync=True))
         except BaseException as failure:
             # The checkpoints of the finished iterations still go out, for the next run to resume from.
             try:
@@ -672,13 +679,6 @@ def run_variational(
                 if error is not failure:
                     logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
             raise
-        progress.update(100.0)
-        if len(state.history) != published_rows:
-            publish_table()
-        if state.history:
-            summary = summary_markdown(state, chosen, experiment_id, evaluated, reference_energy, device, shots)
-            publisher.submit(functools.partial(create_markdown_artifact, summary, key=f"{experiment_id}-summary",
-                                               description=f"Summary of {experiment_id}", _sync=True))
         publisher.close()
     return {
         "experiment_id": experiment_id,

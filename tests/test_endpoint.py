@@ -285,3 +285,26 @@ def test_the_command_serves_the_devices_of_a_devices_file(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_device_set_changes_fail_orphaned_tasks_and_bad_windows_are_refused(tmp_path):
+    """In process, without HTTP: the device set's rules, before anything reaches a simulator."""
+    import json
+
+    from prefect_braket.endpoint import BraketApi, DeviceModel
+    from prefect_braket.local_engine import LocalEngine
+
+    with pytest.raises(ValueError, match="executionDay"):
+        DeviceModel(FORTE, "Forte-1", type="QPU", execution_windows=[{"executionDay": "Weekday",
+                                                                      "windowStartHour": "00:00",
+                                                                      "windowEndHour": "01:00"}])
+    api = BraketApi(lambda service: None, LocalEngine(tmp_path), [DeviceModel(**_devices(window_open=False)[1])])
+    action = json.dumps({"source": "OPENQASM 3.0;\nbit[1] b;\nqubit[1] q;\nb[0] = measure q[0];"})
+    created = api.create_quantum_task({"deviceArn": FORTE, "action": action, "shots": 10, "outputS3Bucket": "bucket",
+                                       "outputS3KeyPrefix": "tasks"}, "us-east-1", {})
+    task = api.get_quantum_task(created["quantumTaskArn"], {}, "us-east-1", {"additionalAttributeNames": ["QueueInfo"]})
+    assert task["status"] == "QUEUED" and task["queueInfo"]["position"] == "1"
+    api.set_devices([DeviceModel(SV1, "SV1")])  # the QPU goes: its queued task cannot run any more
+    task = api.get_quantum_task(created["quantumTaskArn"], {}, "us-east-1", {})
+    assert task["status"] == "FAILED" and "removed" in task["failureReason"]
+    wait_for(lambda: api._workers[FORTE] == 0, timeout=5)  # its worker retired

@@ -91,8 +91,8 @@ def test_failed_job_reports_exception_and_keeps_log(engine):
     with pytest.raises(JobFailedError) as caught:
         job.result()
     assert job.state() == "FAILED"
-    assert job.metadata()["failureReason"] == "ValueError: the optimizer diverged"
-    assert caught.value.failure_reason == "ValueError: the optimizer diverged"
+    assert job.metadata()["failureReason"] == "AlgorithmError: ValueError: the optimizer diverged"
+    assert caught.value.failure_reason == "AlgorithmError: ValueError: the optimizer diverged"
     assert "about to fail" in caught.value.log_tail
     assert any("Traceback" in line for line in caught.value.log_tail)
     assert "about to fail" in job.logs()
@@ -469,9 +469,28 @@ def test_a_lost_instance_is_resubmitted_from_its_checkpoints(engine):
 def test_a_job_that_failed_in_its_code_is_not_resubmitted(engine):
     @hybrid_job(device="local:braket/braket_sv")
     def broken():
-        raise ValueError("bad input")
+        class InternalServerError(Exception):  # named like an infrastructure fault, raised by the code
+            pass
+
+        raise InternalServerError("bad input")
 
     job = broken()
-    with pytest.raises(JobFailedError, match="bad input"):
+    with pytest.raises(JobFailedError, match="AlgorithmError: InternalServerError: bad input"):
         job.result(poll_interval_seconds=0.2)
     assert job.replaced == [] and job_count(engine) == 1
+
+
+def test_an_instance_killed_as_it_starts_leaves_no_process_behind(engine):
+    job = resumable_count(steps=100, pause=0.05)
+    wait_for(lambda: job.state() == "RUNNING", timeout=60)  # the supervisor may not have recorded the process yet
+    engine.kill_instance(job.arn)
+    checkpoint = engine.job_directory(job.arn) / "checkpoints" / f"{job.name}.json"
+
+    def written() -> str:
+        return checkpoint.read_text() if checkpoint.exists() else ""
+
+    time.sleep(1.0)
+    before = written()
+    time.sleep(1.0)
+    assert written() == before  # nothing of the job runs on
+    assert job.state() == "FAILED"
