@@ -122,8 +122,6 @@ def test_tasks_and_jobs_survive_throttling_and_a_dying_instance(endpoint, monkey
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
         return sum(max(run.run_count - 1, 0) for run in runs)
 
-    import asyncio
-
     tasks_right = sum(math.isclose(value, math.cos(t), abs_tol=1e-9) for (_, value), t in zip(outcome["tasks"], thetas))
     jobs_right = sum(len(result["values"]) == STEPS for _, _, _, result in outcome["jobs"])
     REPORTS.append(("reliability: 100 quantum tasks + 5 hybrid jobs, 30% of Braket calls throttled, one instance "
