@@ -6,6 +6,7 @@ Both runs use one experiment id. The first stops before iteration `fail_at`; the
 the checkpoint, and the cached iterations, and evaluates only the iterations that were left.
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -22,18 +23,19 @@ from vqe_h2 import vqe_h2  # noqa: E402
 
 
 @flow(name="resume-demo")
-def resume_demo(fail_at: int = 5, experiment_id: str = "resume-demo", checkpoint_location: str | None = None) -> dict:
+async def resume_demo(fail_at: int = 5, experiment_id: str = "resume-demo",
+                      checkpoint_location: str | None = None) -> dict:
     """Runs VQE until an injected failure, then again to the end; counts what each run evaluated."""
     location = checkpoint_location or tempfile.mkdtemp(prefix="resume-demo-")
-    first = vqe_h2(experiment_id=experiment_id, checkpoint_location=location, fail_at_iteration=fail_at,
-                   return_state=True)
+    first = await vqe_h2(experiment_id=experiment_id, checkpoint_location=location, fail_at_iteration=fail_at,
+                         return_state=True)
     try:
-        first.result()
+        await first.aresult()
         raise AssertionError("the first run was meant to fail")
     except InjectedFailure:
         pass
     first_evaluated = len(load_checkpoint(location, experiment_id)["history"])
-    second = vqe_h2(experiment_id=experiment_id, checkpoint_location=location)
+    second = await vqe_h2(experiment_id=experiment_id, checkpoint_location=location)
     return {
         "first_run_evaluated": first_evaluated,
         "second_run_evaluated": second["evaluated_iterations"],
@@ -45,4 +47,4 @@ def resume_demo(fail_at: int = 5, experiment_id: str = "resume-demo", checkpoint
 
 
 if __name__ == "__main__":
-    print(json.dumps(resume_demo(experiment_id=f"resume-demo-{os.getpid()}")))
+    print(json.dumps(asyncio.run(resume_demo(experiment_id=f"resume-demo-{os.getpid()}"))))

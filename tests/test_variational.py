@@ -30,6 +30,11 @@ from prefect_braket.variational import (  # noqa: E402
 from vqe_h2 import ANSATZ, CHEMICAL_ACCURACY, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 
+def run_vqe_h2(**parameters):
+    """The example flow is async: runs it to the end from these sync tests."""
+    return asyncio.run(vqe_h2(**parameters))
+
+
 def iteration_runs(flow_run_ids):
     """Task runs of iterations that were evaluated (not answered from the cache)."""
     with get_client(sync_client=True) as client:
@@ -38,7 +43,7 @@ def iteration_runs(flow_run_ids):
 
 
 def test_vqe_reaches_chemical_accuracy_and_shows_it(tmp_path):
-    state = vqe_h2(experiment_id="vqe-accuracy", checkpoint_location=str(tmp_path), return_state=True)
+    state = run_vqe_h2(experiment_id="vqe-accuracy", checkpoint_location=str(tmp_path), return_state=True)
     result = state.result()
     assert result["exact_energy"] == pytest.approx(-1.1373060357534)  # H2, STO-3G, 0.735 Å, with nuclear repulsion
     assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
@@ -58,13 +63,13 @@ def test_vqe_reaches_chemical_accuracy_and_shows_it(tmp_path):
 
 
 def test_resumed_run_evaluates_each_iteration_once(tmp_path):
-    first = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), fail_at_iteration=4,
+    first = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), fail_at_iteration=4,
                    return_state=True)
     assert first.is_failed()
     with pytest.raises(InjectedFailure):
         first.result()
     assert len(load_checkpoint(str(tmp_path), "resume-once")["history"]) == 4
-    second = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), return_state=True)
+    second = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), return_state=True)
     result = second.result()
     assert result["evaluated_iterations"] == result["iterations"] - 4
     assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
@@ -74,7 +79,7 @@ def test_resumed_run_evaluates_each_iteration_once(tmp_path):
     runs = wait_for(lambda: (lambda r: r if len(r) >= result["iterations"] else None)(iteration_runs(ids)), timeout=20)
     names = sorted(r.name for r in runs)
     assert len(names) == len(set(names)) == result["iterations"]  # each iteration evaluated once, over both runs
-    third = vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path))
+    third = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path))
     assert third["evaluated_iterations"] == 0 and third["energy"] == result["energy"]
 
 
@@ -94,7 +99,7 @@ def test_iterations_are_cached_even_without_the_checkpoint(tmp_path):
 
 
 def test_runs_inside_an_async_flow(tmp_path):
-    """Sync task runs and artifacts from an async flow: results, not coroutines, and everything published."""
+    """Sync task runs and artifacts from an async flow (vqe_h2 is one) and from a sync flow: the same results."""
     cost = ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"])
 
     @flow
@@ -105,8 +110,13 @@ def test_runs_inside_an_async_flow(tmp_path):
     state = asyncio.run(in_async_flow(return_state=True))
     result = state.result()
     assert result["iterations"] == result["evaluated_iterations"] == 6
-    in_sync_flow = vqe_h2(experiment_id="sync-flow", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
-    assert result["energy"] == in_sync_flow["energy"]
+
+    @flow
+    def in_sync_flow():
+        return run_variational(cost, [0.0], experiment_id="sync-flow", checkpoint_location=str(tmp_path),
+                               learning_rate=0.4, max_iterations=6, tolerance=0.0)
+
+    assert result["energy"] == in_sync_flow()["energy"]
     artifacts = latest_artifacts(state.state_details.flow_run_id)
     assert artifacts["async-flow-progress"].data == 100.0
     assert len(json.loads(artifacts["async-flow-iterations"].data)) == 6
@@ -167,7 +177,7 @@ def test_the_same_loop_inside_a_job_publishes_the_same_metrics(engine, tmp_path)
     job, result = state.result()
     table = json.loads(latest_artifacts(state.state_details.flow_run_id)[f"{artifact_key(job.name)}-metrics"].data)
     assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    in_flow = vqe_h2(experiment_id="same-metrics", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
+    in_flow = run_vqe_h2(experiment_id="same-metrics", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
     history = load_checkpoint(str(tmp_path), "same-metrics")["history"]
     assert table["energy"] == pytest.approx([h["energy"] for h in history])
     assert result["energy"] == pytest.approx(in_flow["energy"])
@@ -176,9 +186,9 @@ def test_the_same_loop_inside_a_job_publishes_the_same_metrics(engine, tmp_path)
 
 
 def test_scipy_minimizer_reaches_accuracy_and_replays_on_resume(tmp_path):
-    first = vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA",
+    first = run_vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA",
                    fail_at_iteration=5, return_state=True)
     assert first.is_failed()
-    result = vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA")
+    result = run_vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA")
     assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
     assert result["evaluated_iterations"] == result["iterations"] - 5  # the first five were replayed
