@@ -11,8 +11,8 @@ nuclear repulsion included.
 
 The flow is `async def` although `run_variational` is not: a sync flow waits at exit, up to a
 second, for Prefect's heartbeat thread (on by default, for crash detection), and an async one
-does not. For 17 iterations of 1000 shots that second was the difference between 1.34 and 1.11
-times a plain loop (bench/vqe_flow.py). Call it with `asyncio.run(vqe_h2())`, or `await` it.
+does not; in a run this short that wait is a large share of what the flow adds to the circuits
+(bench/vqe_flow.py). Call it with `asyncio.run(vqe_h2())`, or `await` it.
 """
 
 import asyncio
