@@ -432,7 +432,7 @@ class BraketApi:
             self._tasks[arn] = record
             if token:
                 self._task_tokens[token] = arn
-            self._queues[device.arn][0 if priority else 1].append(record)
+            self._queue_of(record).append(record)
             self.stats["tasks_created"] += 1
             self._wake.notify_all()
         return {"quantumTaskArn": arn}
@@ -485,20 +485,28 @@ class BraketApi:
                 record.update(outcome, endedAt=_now())
                 record.pop("_program", None)
 
+    def _task(self, arn: str) -> dict[str, Any]:
+        with self._lock:
+            record = self._tasks.get(arn)
+        if record is None:
+            raise NotFound(f"Quantum task {arn} not found.")
+        return record
+
+    def _queue_of(self, record: dict[str, Any]) -> deque:
+        """The queue a task waits in: its device's priority or normal one."""
+        return self._queues[record["deviceArn"]][0 if record["_priority"] else 1]
+
     def _public_task(self, record: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if not k.startswith("_") and v is not None}
 
     def get_quantum_task(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
         with self._lock:
-            record = self._tasks.get(arn)
-            if record is None:
-                raise NotFound(f"Quantum task {arn} not found.")
+            record = self._task(arn)
             answer = self._public_task(record)
             if "QueueInfo" in query.get("additionalAttributeNames", []):
                 info = {"queue": "QUANTUM_TASKS_QUEUE", "queuePriority": "Priority" if record["_priority"] else "Normal"}
                 if record["status"] == "QUEUED":
-                    queue = self._queues[record["deviceArn"]][0 if record["_priority"] else 1]
-                    info["position"] = _position(1 + next(i for i, r in enumerate(queue) if r is record))
+                    info["position"] = _position(1 + next(i for i, r in enumerate(self._queue_of(record)) if r is record))
                 else:
                     info.update(position="None", message=NO_POSITION.format(kind="Task", status=record["status"]))
                 answer["queueInfo"] = info
@@ -506,14 +514,11 @@ class BraketApi:
 
     def cancel_quantum_task(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
         with self._lock:
-            record = self._tasks.get(arn)
-            if record is None:
-                raise NotFound(f"Quantum task {arn} not found.")
+            record = self._task(arn)
             if record["status"] in TASK_TERMINAL_STATES:
                 raise Conflict(f"Quantum task {arn} has already ended {record['status']}.")
             if record["status"] == "QUEUED":
-                queue = self._queues[record["deviceArn"]][0 if record["_priority"] else 1]
-                queue.remove(record)
+                self._queue_of(record).remove(record)
                 record.update(status="CANCELLED", endedAt=_now())
                 record.pop("_program", None)
             else:
@@ -663,11 +668,15 @@ class BraketApi:
             self._ship_checkpoints(record)  # what a continuously syncing instance had uploaded
         self._engine.kill_instance(record["local"])
 
-    def get_job(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def _job(self, arn: str) -> dict[str, Any]:
         with self._lock:
             record = self._jobs.get(arn)
         if record is None:
             raise NotFound(f"Job {arn} not found.")
+        return record
+
+    def get_job(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        record = self._job(arn)
         meta = self._sync(record)
         request = record["request"]
         answer = {key: request[key] for key in (
@@ -687,11 +696,7 @@ class BraketApi:
         return answer
 
     def cancel_job(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        with self._lock:
-            record = self._jobs.get(arn)
-        if record is None:
-            raise NotFound(f"Job {arn} not found.")
-        status = self._engine.cancel_job(record["local"])
+        status = self._engine.cancel_job(self._job(arn)["local"])
         if status in TERMINAL_STATES:
             raise Conflict(f"Job {arn} has already ended {status}.")
         return {"jobArn": arn, "cancellationStatus": "CANCELLING"}

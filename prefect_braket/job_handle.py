@@ -159,11 +159,12 @@ class HybridJob:
 
     # -- waiting and results -------------------------------------------------------------------
 
-    def replace_if_lost(self) -> str | None:
+    def replace_if_lost(self, limit: int = 1) -> str | None:
         """Resubmits the job from its checkpoints if it failed because its instance was lost, and
-        follows the new job; returns the new ARN, or None if the job did not end that way."""
+        follows the new job; returns the new ARN, or None if the job did not end that way or its
+        lineage already has `limit` replacements."""
         meta = self.metadata(use_cached_value=True)
-        if meta["status"] != "FAILED" or not is_instance_failure(meta.get("failureReason")):
+        if len(self.replaced) >= limit or meta["status"] != "FAILED" or not is_instance_failure(meta.get("failureReason")):
             return None
         new = self.backend.resubmit_job(self.arn, replacement_token(self.arn))
         self.replaced.append(self.arn)
@@ -191,7 +192,7 @@ class HybridJob:
         while True:
             meta = self.metadata()
             if meta["status"] in TERMINAL_STATES:
-                if len(self.replaced) < resubmit_on_instance_failure and self.replace_if_lost():
+                if self.replace_if_lost(resubmit_on_instance_failure):
                     delay = min(0.05, poll_interval_seconds)
                     continue
                 return meta

@@ -129,32 +129,21 @@ def _kill_group(pgid: int | None, grace: float = CANCEL_GRACE_SECONDS, leader: s
             pass
 
 
-def _processes_with(marker: str) -> list[int]:
-    """The processes whose environment contains `marker` (a job's processes carry its directory)."""
-    found = []
+def _job_process_groups(instance: Path, recorded: int | None) -> set[int]:
+    """The process groups of the live processes of the job with this instance directory, found by
+    the variable their environment carries: a recorded group number may be stale (after a restart
+    it can belong to somebody else's processes) or not written yet. Without /proc, the recorded one."""
+    if not Path("/proc").exists():
+        return {recorded} if recorded is not None and _group_alive(recorded) else set()
+    marker = f"\0{INSTANCE_VARIABLE}={instance}\0".encode()
+    groups = set()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if b"\0" + marker.encode() + b"\0" in b"\0" + proc.joinpath("environ").read_bytes() + b"\0":
-                found.append(int(proc.name))
+            if marker in b"\0" + proc.joinpath("environ").read_bytes() + b"\0":
+                groups.add(os.getpgid(int(proc.name)))
         except (OSError, ValueError):
             continue
-    return found
-
-
-def _group_belongs_to(pgid: int | None, marker: str) -> bool:
-    """Whether a live member of process group `pgid` runs in the job whose files are under `marker`
-    (after a restart the number may belong to somebody else's processes)."""
-    if not _group_alive(pgid):
-        return False
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if int(proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            if marker.encode() in proc.joinpath("environ").read_bytes():
-                return True
-        except (OSError, ValueError, IndexError):
-            continue
-    return not Path("/proc").exists()
+    return groups
 
 
 class JobStore:
@@ -417,8 +406,7 @@ class LocalEngine:
         def settle(meta: dict[str, Any]) -> None:
             if meta["status"] in TERMINAL_STATES:
                 return
-            group = meta["_engine"].get("processGroup")
-            if _group_belongs_to(group, str(job.instance)):
+            for group in _job_process_groups(job.instance, meta["_engine"].get("processGroup")):
                 _kill_group(group, grace=0.5)
             if meta["status"] == "CANCELLING":
                 meta["status"] = "CANCELLED"
@@ -513,11 +501,11 @@ class LocalEngine:
         supervisor = job.read()["_engine"].get("supervisorPid")
         if _pid_alive(supervisor, str(job.dir)):
             os.kill(supervisor, signal.SIGKILL)
-        # The supervisor records the job's process only after starting it: find it by its environment.
-        # A lost machine gives its processes no SIGTERM to act on.
-        for pid in _processes_with(f"{INSTANCE_VARIABLE}={job.instance}"):
+        # The supervisor records the job's process only after starting it, so it is found by its
+        # environment. A lost machine gives its processes no SIGTERM to act on.
+        for group in _job_process_groups(job.instance, job.read()["_engine"].get("processGroup")):
             try:
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 

@@ -194,7 +194,7 @@ class JobWatcher:
         meta = self.poll()
         if meta["status"] in TERMINAL_STATES:
             lost = self.job.arn
-            if len(self.job.replaced) < self.resubmit_on_instance_failure and self.job.replace_if_lost():
+            if self.job.replace_if_lost(self.resubmit_on_instance_failure):
                 self.logger.warning("Job %s lost its instance (%s); resubmitted from its checkpoints as %s",
                                     lost, meta.get("failureReason"), self.job.arn)
                 # The new job's log and events start afresh; its metrics continue the same table.

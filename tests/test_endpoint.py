@@ -294,6 +294,10 @@ def test_device_set_changes_fail_orphaned_tasks_and_bad_windows_are_refused(tmp_
     from prefect_braket.endpoint import BraketApi, DeviceModel
     from prefect_braket.local_engine import LocalEngine
 
+    with pytest.raises(ValueError, match="status 'BROKEN' is not one of ONLINE, OFFLINE, RETIRED"):
+        DeviceModel(SV1, "SV1", status="BROKEN")
+    with pytest.raises(ValueError, match="AWS device ARNs, not local ones"):
+        DeviceModel("local:braket/braket_sv", "local")
     with pytest.raises(ValueError, match="executionDay"):
         DeviceModel(FORTE, "Forte-1", type="QPU", execution_windows=[{"executionDay": "Weekday",
                                                                       "windowStartHour": "00:00",
@@ -308,3 +312,11 @@ def test_device_set_changes_fail_orphaned_tasks_and_bad_windows_are_refused(tmp_
     task = api.get_quantum_task(created["quantumTaskArn"], {}, "us-east-1", {})
     assert task["status"] == "FAILED" and "removed" in task["failureReason"]
     wait_for(lambda: api._workers[FORTE] == 0, timeout=5)  # its worker retired
+
+
+def test_the_endpoint_says_what_to_install_without_moto(monkeypatch):
+    from prefect_braket.endpoint import Endpoint
+
+    monkeypatch.setitem(sys.modules, "moto.moto_server.werkzeug_app", None)  # as if moto were not installed
+    with pytest.raises(ImportError, match=r"pip install 'prefect-braket\[endpoint\]'"):
+        Endpoint("http://127.0.0.1:1")

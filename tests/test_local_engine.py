@@ -494,3 +494,18 @@ def test_an_instance_killed_as_it_starts_leaves_no_process_behind(engine):
     time.sleep(1.0)
     assert written() == before  # nothing of the job runs on
     assert job.state() == "FAILED"
+
+
+def test_a_lost_supervisor_ends_its_job_as_a_lost_instance(engine):
+    """The supervisor killed (the machine's engine gone): the job is settled FAILED as a lost instance,
+    its own processes are ended, and waiting resubmits it from its checkpoint."""
+    job = resumable_count(steps=8, pause=0.3)
+    first = job.arn
+    wait_for(lambda: len(job.metrics().get("step", [])) >= 2, timeout=60)
+    pids = engine.process_ids(first)
+    os.kill(pids["supervisor"], signal.SIGKILL)
+    result = job.result(poll_interval_seconds=0.2)
+    lost = HybridJob.attach(first).metadata()
+    assert lost["failureReason"].startswith("InternalServerError: The job was lost: the engine process supervising it")
+    assert wait_for(lambda: not pid_alive(pids["process_group"]), timeout=10)
+    assert result["done"] == list(range(8)) and result["runs"] == 2 and job.replaced == [first]
