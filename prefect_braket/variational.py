@@ -9,8 +9,9 @@ gradient descent on parameter-shift gradients, or a SciPy minimiser. Inside a fl
   gets finished iterations back without evaluating (or paying for) them again;
 - each iteration writes a Braket-format checkpoint (`PersistedJobData`, locally or in S3 through
   fsspec) from which a new run with the same experiment id resumes;
-- a progress artifact follows the iterations, a table artifact holds every row (refreshed every
-  `table_every` iterations and at the end), and a summary with a convergence plot closes the run;
+- a progress artifact and a log line follow the iterations (at most once a second), a table
+  artifact holds every row (refreshed every `table_every` iterations and at the end), and a
+  summary with a convergence plot closes the run;
 - checkpoints and artifacts go out in order from a thread of their own, so the loop does not wait
   for them; the run returns once they are all out, and fails if one of them failed.
 
@@ -39,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -51,7 +53,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from prefect import task
@@ -61,8 +63,10 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
 from prefect.context import SyncClientContext
 from prefect.logging import get_run_logger
+from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
@@ -550,6 +554,34 @@ class _Publisher:
         self._raise_error()
 
 
+_SHARED_CLIENTS: dict[tuple, Any] = {}
+_SHARED_CLIENTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sync_client() -> Iterator[None]:
+    """One sync API client for every task run and artifact call of a run, kept for the process's later runs.
+
+    In an async flow each sync task run would otherwise open a client of its own, and so would each
+    run here: a new client costs tens of milliseconds (it loads the TLS certificates, even for an
+    http:// API). A sync flow's own client is used as it is.
+    """
+    if SyncClientContext.get() is not None:
+        yield
+        return
+    key = (os.getpid(), tuple(get_current_settings().api.model_dump().items()))
+    with _SHARED_CLIENTS_LOCK:
+        if (client := _SHARED_CLIENTS.get(key)) is None:
+            client = _SHARED_CLIENTS[key] = get_client(sync_client=True).__enter__()  # held open for later runs
+        context = SyncClientContext.model_construct(client=client)
+        context.__enter__()  # under the lock: entering and leaving count on the shared client
+    try:
+        yield
+    finally:
+        with _SHARED_CLIENTS_LOCK:
+            context.__exit__(None, None, None)
+
+
 class _ProgressArtifact:
     """A progress artifact created and updated through a `_Publisher`."""
 
@@ -623,23 +655,17 @@ def run_variational(
     if saved:
         logger.info("Resuming experiment %s after iteration %d from %s", experiment_id, state.next_iteration - 1,
                     checkpoint_path(location, experiment_id))
-    # One API client for every task run and artifact call: in an async flow each sync task run would
-    # otherwise open its own (tens of milliseconds each, mostly loading TLS certificates).
-    with SyncClientContext.get_or_create():
+    with _sync_client():
         publisher = _Publisher()
         progress = _ProgressArtifact(publisher, experiment_id, 100.0 * state.next_iteration / max_iterations)
-        evaluated = 0
+        evaluated: set[int] = set()  # filled by the iteration task runs that were not answered from the cache
         published_rows = 0
 
         def evaluate(iteration: int, points: list[np.ndarray]) -> list[float]:
-            nonlocal evaluated
             # Quoted, the cost and the device reach the task as they are: Prefect does not walk their fields
             # for upstream results on every call.
-            run = evaluate_iteration(quote(cost), quote(device), [p.tolist() for p in points], shots, experiment_id,
-                                     iteration, return_state=True)
-            if not run.name == "Cached":
-                evaluated += 1
-            return run.result(_sync=True)  # also from an async flow, where `result` would return a coroutine
+            return evaluate_iteration(quote(cost), quote(device), [p.tolist() for p in points], shots, experiment_id,
+                                      iteration)
 
         def publish_table() -> None:
             nonlocal published_rows
@@ -648,27 +674,32 @@ def run_variational(
                 create_table_artifact, [h.row() for h in state.history], key=f"{experiment_id}-iterations",
                 description=f"Iterations of {experiment_id}", _sync=True))
 
-        progress_updated = time.monotonic()
+        reported = time.monotonic()
 
         def record(current: LoopState, step: Iteration) -> None:
-            nonlocal progress_updated
+            nonlocal reported
             publisher.submit(functools.partial(save_checkpoint, location, experiment_id, current.to_checkpoint()))
-            # Off the loop's thread an update still costs the API a write; a second apart is live enough.
-            if time.monotonic() - progress_updated >= PROGRESS_INTERVAL_SECONDS:
+            # A progress update and a log line each cost the API a write, and the table holds every row: on
+            # a simulator, where iterations take milliseconds, a second apart is live enough.
+            if time.monotonic() - reported >= PROGRESS_INTERVAL_SECONDS:
                 progress.update(100.0 * (step.iteration + 1) / max_iterations)
-                progress_updated = time.monotonic()
-            logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
-                        step.gradient_norm)
+                logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
+                            step.gradient_norm)
+                reported = time.monotonic()
             if (step.iteration + 1) % table_every == 0:
                 publish_table()
 
+        token = _evaluated_iterations.set(evaluated)
         try:
             optimize(state, chosen, max_iterations, tolerance, evaluate, record, fail_at_iteration)
             progress.update(100.0)
             if len(state.history) != published_rows:
                 publish_table()
             if state.history:
-                summary = summary_markdown(state, chosen, experiment_id, evaluated, reference_energy, device, shots)
+                logger.info("Finished after iteration %d: energy %.8f, %d iteration(s) evaluated in this run, "
+                            "converged: %s", state.history[-1].iteration, final_energy(state, chosen), len(evaluated),
+                            state.converged)
+                summary = summary_markdown(state, chosen, experiment_id, len(evaluated), reference_energy, device, shots)
                 publisher.submit(functools.partial(create_markdown_artifact, summary, key=f"{experiment_id}-summary",
                                                    description=f"Summary of {experiment_id}", _sync=True))
         except BaseException as failure:
@@ -679,15 +710,24 @@ def run_variational(
                 if error is not failure:
                     logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
             raise
+        finally:
+            _evaluated_iterations.reset(token)
         publisher.close()
     return {
         "experiment_id": experiment_id,
         "energy": final_energy(state, chosen),
         "parameters": [float(p) for p in state.parameters],
         "iterations": len(state.history),
-        "evaluated_iterations": evaluated,
+        "evaluated_iterations": len(evaluated),
         "converged": state.converged,
     }
+
+
+# The iterations `run_variational` had evaluated rather than answered from the cache. Counted by the task
+# itself: telling from the returned state would need the state's result, a trip through Prefect's event loop
+# thread per iteration.
+_evaluated_iterations: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar(
+    "prefect_braket_evaluated_iterations", default=None)
 
 
 def _iteration_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -703,6 +743,8 @@ def _iteration_key(context: Any, parameters: dict[str, Any]) -> str:
 def evaluate_iteration(cost: Any, device: Any, points: list[list[float]], shots: int, experiment_id: str,
                        iteration: int) -> list[float]:
     """Evaluates one iteration's points (its circuits in one batch); cached per experiment and iteration."""
+    if (evaluated := _evaluated_iterations.get()) is not None:
+        evaluated.add(iteration)
     return cost.evaluate(device, points, shots, client_token=client_token())
 
 

@@ -12,6 +12,7 @@ from conftest import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.context import SyncClientContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
 
@@ -122,6 +123,25 @@ def test_runs_inside_an_async_flow(tmp_path):
     assert len(json.loads(artifacts["async-flow-iterations"].data)) == 6
     assert "async-flow-summary" in artifacts
     assert len(load_checkpoint(str(tmp_path), "async-flow")["history"]) == 6
+
+
+def test_async_flow_runs_in_one_process_share_an_api_client(tmp_path):
+    """A new API client costs tens of milliseconds (TLS certificates): later runs keep the first's."""
+    clients = []
+
+    def cost(device, parameters, shots):
+        clients.append(SyncClientContext.get().client)  # the client of the task run evaluating it
+        return float(parameters[0] ** 2)
+
+    @flow
+    async def quadratic(experiment_id: str):
+        return run_variational(cost, [0.5], experiment_id=experiment_id, checkpoint_location=str(tmp_path),
+                               max_iterations=2, tolerance=0.0)
+
+    for experiment_id in ("shared-client-a", "shared-client-b"):
+        assert asyncio.run(quadratic(experiment_id))["evaluated_iterations"] == 2
+    assert len(clients) == 12 and all(client is clients[0] for client in clients)  # 3 points an iteration
+    assert SyncClientContext.get() is None
 
 
 def test_a_failing_checkpoint_store_fails_the_run_early(tmp_path, monkeypatch):
