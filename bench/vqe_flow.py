@@ -45,11 +45,10 @@ import numpy as np  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
-from prefect.context import SyncClientContext  # noqa: E402
 from prefect.utilities.hashing import hash_objects  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
-from prefect_braket.variational import GradientDescent, LoopState, ParametricCost, optimize  # noqa: E402
+from prefect_braket.variational import GradientDescent, LoopState, ParametricCost, _sync_client, optimize  # noqa: E402
 from vqe_h2 import ANSATZ, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 ITERATIONS = 17
@@ -140,7 +139,7 @@ async def empty_flow() -> None:
 @flow
 async def no_op_flow() -> None:
     experiment = uuid.uuid4().hex
-    with SyncClientContext.get_or_create():
+    with _sync_client():  # the API client run_variational uses
         for iteration in range(ITERATIONS):
             no_op_iteration(experiment, iteration)
 
