@@ -485,12 +485,15 @@ class BraketApi:
                 record.update(outcome, endedAt=_now())
                 record.pop("_program", None)
 
-    def _task(self, arn: str) -> dict[str, Any]:
+    def _record(self, records: dict[str, dict[str, Any]], what: str, arn: str) -> dict[str, Any]:
         with self._lock:
-            record = self._tasks.get(arn)
+            record = records.get(arn)
         if record is None:
-            raise NotFound(f"Quantum task {arn} not found.")
+            raise NotFound(f"{what} {arn} not found.")
         return record
+
+    def _task(self, arn: str) -> dict[str, Any]:
+        return self._record(self._tasks, "Quantum task", arn)
 
     def _queue_of(self, record: dict[str, Any]) -> deque:
         """The queue a task waits in: its device's priority or normal one."""
@@ -669,11 +672,7 @@ class BraketApi:
         self._engine.kill_instance(record["local"])
 
     def _job(self, arn: str) -> dict[str, Any]:
-        with self._lock:
-            record = self._jobs.get(arn)
-        if record is None:
-            raise NotFound(f"Job {arn} not found.")
-        return record
+        return self._record(self._jobs, "Job", arn)
 
     def get_job(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
         record = self._job(arn)
