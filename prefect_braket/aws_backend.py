@@ -3,8 +3,9 @@
 It creates jobs exactly as Braket's SDK does (the same CreateJob request, S3 layout, default
 bucket and container images), and behaves better where that client is weak: the client token
 is the caller's (a retried submission returns the same job), results are downloaded into a
-directory the call owns and extracted safely, a failed job is an error rather than `{}`, logs
-are read even before their group exists, and task results are fetched concurrently.
+file the call owns and read confined (`prefect_braket.archive`), a failed job is an error
+rather than `{}`, logs are read even before their group exists, and task results are fetched
+concurrently.
 
 Clients are created in the region of the device (or job) ARN, with botocore's standard retry
 mode for throttling and 5xx answers. Every client honours one endpoint override (prefect-aws's
@@ -30,8 +31,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from prefect_braket.archive import pack_source, safe_extract
-from prefect_braket.backend import REPLACES_TAG, TERMINAL_STATES, LogChunk, replacement_name
+from prefect_braket.archive import pack_source
+from prefect_braket.backend import LOG_CHUNK_BYTES, REPLACES_TAG, TERMINAL_STATES, LogChunk, replacement_name
 from prefect_braket.devices import device_region
 from prefect_braket.job_spec import DEFAULT_CHECKPOINT_PATH, JobSpec
 from prefect_braket.jobs import checkpoint_name_for
@@ -218,12 +219,27 @@ class AwsBackend:
                 "with backend='local'."
             )
 
+    def _check_device(self, device_arn: str, region: str) -> None:
+        """Refuses a device Braket does not have, or has retired, before anything is uploaded."""
+        try:
+            status = self.braket(region).get_device(deviceArn=device_arn)["deviceStatus"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("ResourceNotFoundException", "ValidationException"):
+                raise
+            raise AwsConfigurationError(
+                f"Braket has no device {device_arn} in {region} ({error.response['Error'].get('Message', '')}): "
+                "check the ARN (BraketDevice(...).status(), or the devices page of the Braket console)."
+            ) from None
+        if status == "RETIRED":
+            raise AwsConfigurationError(f"Device {device_arn} is RETIRED: a job for it would never run; choose another.")
+
     def create_job_request(self, spec: JobSpec, client_token: str | None = None) -> dict[str, Any]:
         """Uploads the job's code and data, then returns Braket's CreateJob request for it."""
         region = device_region(spec.device) or self.region
         framework = spec.image_uri if spec.image_uri in IMAGE_REPOSITORIES else None
         image = image_uri(framework or "base", region) if framework or not spec.image_uri else spec.image_uri
         self._check_python(spec, image, custom=spec.image_uri is not None and framework is None)
+        self._check_device(spec.device, region)
         role = self.role_arn(spec.role_arn)
         bucket = self.default_bucket(region)
         stamp = str(int(time.time() * 1000))
@@ -374,24 +390,36 @@ class AwsBackend:
         return f"{name}/{job_arn.rsplit('/', 1)[-1]}"
 
     def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
-        """New lines of the job's CloudWatch streams (`/aws/braket/jobs`, `{name}/{uuid}/…`)."""
+        """New lines of the job's CloudWatch streams (`/aws/braket/jobs`, `{name}/{uuid}/…`), at most
+        about `LOG_CHUNK_BYTES` a call: GetLogEvents pages (each at most 1 MB) are read until that
+        much has come, and the next call goes on from each stream's token."""
         state = dict(cursor or {})
         prefix = state.pop("__prefix__", None) or self._log_prefix(job_arn)
-        logs = self.client("logs", self._job_region(job_arn))
-        try:
-            streams = [
-                s["logStreamName"]
-                for page in logs.get_paginator("describe_log_streams").paginate(
-                    logGroupName=LOG_GROUP, logStreamNamePrefix=prefix
+        # A read that stopped at its bound keeps its list of streams, so that draining a backlog
+        # does not call DescribeLogStreams (a low per-account quota) again for every chunk.
+        streams = state.pop("__streams__", None)
+        region = self._job_region(job_arn)
+        logs = self.client("logs", region)
+        source = f"CloudWatch Logs group {LOG_GROUP}, streams {prefix}* in {region}"
+        if streams is None:
+            try:
+                streams = sorted(
+                    s["logStreamName"]
+                    for page in logs.get_paginator("describe_log_streams").paginate(
+                        logGroupName=LOG_GROUP, logStreamNamePrefix=prefix
+                    )
+                    for s in page["logStreams"]
                 )
-                for s in page["logStreams"]
-            ]
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
-                return LogChunk([], {**state, "__prefix__": prefix})
-            raise
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                    return LogChunk([], {**state, "__prefix__": prefix}, source=source)
+                raise
         events: list[tuple[int, str]] = []
-        for stream in sorted(streams):
+        budget, more = LOG_CHUNK_BYTES, False
+        for stream in streams:
+            if budget <= 0:
+                more = True  # the streams left are read on the next call, each from its own token
+                break
             token = state.get(stream)
             while True:
                 kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
@@ -399,25 +427,30 @@ class AwsBackend:
                     kwargs["nextToken"] = token
                 response = logs.get_log_events(**kwargs)
                 events.extend((e["timestamp"], e["message"]) for e in response["events"])
+                budget -= sum(len(e["message"]) for e in response["events"])
                 new_token = response.get("nextForwardToken")
                 if not response["events"] or new_token == token:
                     token = new_token or token
                     break
                 token = new_token
+                if budget <= 0:
+                    more = True
+                    break
             state[stream] = token
         events.sort(key=lambda e: e[0])
-        return LogChunk([m.rstrip("\n") for _, m in events], {**state, "__prefix__": prefix},
-                        [t / 1000 for t, _ in events])
+        state["__prefix__"] = prefix
+        if more:
+            state["__streams__"] = streams
+        return LogChunk([m.rstrip("\n") for _, m in events], state, [t / 1000 for t, _ in events],
+                        more=more, source=source)
 
-    def download_output(self, job_arn: str, extract_to: Path) -> Path:
+    def fetch_output_archive(self, job_arn: str, destination_file: Path) -> Path:
         s3_path = self.get_job(job_arn)["outputDataConfig"]["s3Path"].rstrip("/")
-        with tempfile.TemporaryDirectory(prefix="prefect-braket-output-") as tmp:
-            archive = Path(tmp) / "model.tar.gz"
-            try:
-                self.fs.get_file(f"{s3_path}/output/model.tar.gz", str(archive))
-            except FileNotFoundError:
-                raise FileNotFoundError(f"Job {job_arn} has no {s3_path}/output/model.tar.gz.") from None
-            return safe_extract(archive, Path(extract_to))
+        try:
+            self.fs.get_file(f"{s3_path}/output/model.tar.gz", str(destination_file))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"Job {job_arn} has no {s3_path}/output/model.tar.gz.") from None
+        return Path(destination_file)
 
     # -- quantum tasks -------------------------------------------------------------------------------
 

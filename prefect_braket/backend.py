@@ -23,6 +23,13 @@ class JobNotFoundError(LookupError):
     """No job with this ARN is known to the backend."""
 
 
+class JobStateError(RuntimeError):
+    """A file of a backend's own state is damaged: unreadable, or not what the backend wrote.
+
+    The message names the file, what is wrong with it and the fix; other jobs are not affected,
+    so a caller can report it for this job and carry on with the rest."""
+
+
 class SubmissionInProgress(RuntimeError):
     """Another call with the same client token is still creating its job; retrying finds it."""
 
@@ -91,13 +98,25 @@ def is_transient(error: BaseException) -> bool:
     return type(error).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
 
 
+# The most a `read_log` call returns, in bytes (about: CloudWatch answers in pages): a job that
+# wrote 200 MB is read in bounded steps, between which a waiting flow can stop.
+LOG_CHUNK_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class LogChunk:
-    """Log lines read from a cursor on, and the cursor to continue from."""
+    """Log lines read from a cursor on, and the cursor to continue from.
+
+    A read returns at most about `LOG_CHUNK_BYTES` of lines; `more` says it stopped at that bound,
+    so the next read from `cursor` has lines ready at once. `source` says where the whole log is,
+    for people to read it: a file path, a CloudWatch Logs group and stream.
+    """
 
     lines: list[str]
     cursor: Any = None
     timestamps: list[float] = field(default_factory=list)
+    more: bool = False
+    source: str | None = None
 
 
 @runtime_checkable
@@ -114,10 +133,15 @@ class JobBackend(Protocol):
         """Asks the job to stop; returns CANCELLING or CANCELLED (a finished job's own status)."""
 
     def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
-        """The job's log lines after `cursor` (from the start when None)."""
+        """The job's log lines after `cursor` (from the start when None), at most about
+        `LOG_CHUNK_BYTES` of them: read again from the returned cursor while `more` is True."""
 
-    def download_output(self, job_arn: str, extract_to: Path) -> Path:
-        """Extracts the job's `model.tar.gz` into `extract_to`; returns that directory."""
+    def fetch_output_archive(self, job_arn: str, destination_file: Path) -> Path:
+        """Copies the job's `model.tar.gz`, as it is, to `destination_file`; returns that path.
+
+        A backend only delivers the archive: what a job wrote is hostile input, and reading it is
+        the handle's, through `prefect_braket.archive`, in one place for every backend. Raises
+        FileNotFoundError, naming the job and where the archive should be, if there is none."""
 
     def resubmit_job(self, job_arn: str, client_token: str) -> str:
         """Creates a job that replaces `job_arn` (whose instance failed): the same code, data, device

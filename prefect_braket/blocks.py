@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from prefect_braket.aws_backend import AwsBackend, split_s3_uri
 from prefect_braket.backend import JobBackend, backend_for
 from prefect_braket.job_handle import HybridJob
-from prefect_braket.cost import Budget
+from prefect_braket.cost import Budget, BudgetExceededError
 from prefect_braket.devices import (
     LOCAL_SIMULATORS,
     DeviceDescription,
@@ -41,7 +42,9 @@ from prefect_braket.devices import (
     device_region,
     job_priority_token,
 )
-from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition
+from prefect_braket.home import package_home
+from prefect_braket.jobs import JobBudget, SpendingLedger
+from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition, default_job_name
 from prefect_braket.programs import input_sets, to_program
 from prefect_braket.results import TaskResult
 from prefect_braket.tasks import JobWatcher
@@ -98,7 +101,7 @@ class BraketHybridJob(JobBlock[dict]):
     )
     job_name_prefix: Optional[str] = Field(
         default=None,
-        description="Jobs are named '<prefix>-<milliseconds>'; by default the entry point's module name.",
+        description="Jobs are named '<prefix>-<milliseconds>-<4 hex digits>'; by default the entry point's module name.",
     )
     hyperparameters: dict[str, str] = Field(
         default_factory=dict, description="String values bound to the entry point's typed arguments."
@@ -133,9 +136,9 @@ class BraketHybridJob(JobBlock[dict]):
 
     def job_spec(self) -> JobSpec:
         """A new job (with a new name) from this configuration."""
-        prefix = self.job_name_prefix or self.entry_point.split(":")[0].split(".")[-1].replace("_", "-")
+        prefix = self.job_name_prefix or self.entry_point.split(":")[0].split(".")[-1]
         return JobSpec(
-            job_name=f"{prefix}-{int(time.time() * 1000)}",
+            job_name=default_job_name(prefix),
             device=self.device,
             source_module=Path(self.source_module),
             entry_point=self.entry_point,
@@ -205,8 +208,27 @@ class BraketDevice(Block):
     )
 
     _budget: Optional[Budget] = PrivateAttr(default=None)
+    _budget_given: bool = PrivateAttr(default=False)
     _backend: Optional[AwsBackend] = PrivateAttr(default=None)
     _device_description: Optional[tuple[float, DeviceDescription]] = PrivateAttr(default=None)
+
+    def __init__(self, budget: Optional[Budget] = None, **data: Any):
+        """`budget` shares one `Budget` among several devices; by default the device has its own."""
+        super().__init__(**data)
+        if budget is not None:
+            self._budget, self._budget_given = budget, True
+
+    def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)
+        # Made at once, never lazily: threads racing to make it would each count alone, and the
+        # copies Prefect makes of a task's inputs carry this object along.
+        if self._budget is None:
+            self._budget = Budget(self.max_cost_usd)
+
+    def __repr_args__(self) -> list[tuple[Optional[str], Any]]:
+        # A device's text travels (into a job's hyperparameters, logs, artifacts); its keys must not.
+        return [(key, _Hidden(value) if key == "aws_credentials" and value is not None else value)
+                for key, value in super().__repr_args__()]
 
     @field_validator("device_arn")
     @classmethod
@@ -226,10 +248,22 @@ class BraketDevice(Block):
 
     @property
     def budget(self) -> Budget:
-        """What this device has spent, against `max_cost_usd`."""
-        if self._budget is None:
-            self._budget = Budget(self.max_cost_usd)
-        return self._budget
+        """What this device has spent, against `max_cost_usd`.
+
+        Shared by every thread and task using this object; for a saved block, by every load of it
+        on this machine too (in `$PREFECT_BRAKET_HOME/budgets/<block document id>.json`, until
+        `budget.reset()`). A `budget=` given at construction is used as it is.
+        """
+        budget = self._budget
+        if self._budget_given:
+            return budget
+        document = self._block_document_id
+        with _BUDGET_LOCK:
+            if document is not None and budget.ledger.path is None:
+                ledger = SpendingLedger(package_home() / "budgets" / f"{document}.json")
+                budget = self._budget = Budget(self.max_cost_usd, budget.prices, ledger)
+            budget.max_cost_usd = self.max_cost_usd
+        return budget
 
     def backend(self) -> AwsBackend:
         """The Amazon Braket backend for this device: its credentials, in its region."""
@@ -324,11 +358,21 @@ class BraketDevice(Block):
         for program in resolved:
             check_runnable(description, program, shots)
         token = job_priority_token(self.device_arn)
-        prices = self.budget.prices
+        budget = self.budget
+        prices = budget.prices
         estimate = prices.task_cost(self.device_arn, shots) * len(resolved)
         what = f"A {shots}-shot task on {self.device_arn}" if len(resolved) == 1 else (
             f"A batch of {len(resolved)} {shots}-shot tasks on {self.device_arn}")
-        self.budget.reserve(estimate, what)
+        budgets = [budget, *filter(None, [JobBudget.current()])]  # inside a job with max_cost_usd, its budget too
+        reserved: list[Any] = []
+        try:
+            for each in budgets:
+                each.reserve(estimate, what)
+                reserved.append(each)
+        except BudgetExceededError:
+            for each in reserved:
+                each.settle(estimate, 0.0)
+            raise
         parallel = max_parallel or self.max_parallel
         priority = "Priority" if token else "Normal"
         try:
@@ -357,9 +401,11 @@ class BraketDevice(Block):
                     result.cost_usd = prices.task_cost(self.device_arn, shots, result.execution_duration_ms)
                     results.append(result)
         except BaseException:
-            self.budget.settle(estimate, 0.0)
+            for each in budgets:
+                each.settle(estimate, 0.0)
             raise
-        self.budget.settle(estimate, sum(r.cost_usd for r in results))
+        for each in budgets:
+            each.settle(estimate, sum(r.cost_usd for r in results))
         return results
 
     def _results_location(self) -> tuple[str, str]:
@@ -368,6 +414,19 @@ class BraketDevice(Block):
         if in_job.startswith("s3://") and not self.s3_bucket:
             return split_s3_uri(in_job)
         return self.s3_bucket or self.backend().default_bucket(self.region), self.s3_prefix
+
+
+_BUDGET_LOCK = threading.Lock()
+
+
+class _Hidden:
+    """Credentials as a device's text shows them: which, never their keys."""
+
+    def __init__(self, credentials: Any):
+        self.text = f"{type(credentials).__name__}(profile_name={getattr(credentials, 'profile_name', None)!r}, keys hidden)"
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def aws_backend_for(credentials: Optional[AwsCredentials], region: Optional[str]) -> AwsBackend:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from prefect_braket.archive import safe_extract
+from prefect_braket.jobs import failure_file
 
 
 def missing_requirements(lines: Iterable[str]) -> list[str]:
@@ -93,8 +94,8 @@ def _bind_hyperparameters(function: Any) -> dict[str, Any]:
 def run() -> Any:
     """Sets the job up and runs its entry point; returns what the entry point returned."""
     instance = Path(os.environ["PREFECT_BRAKET_INSTANCE_DIR"])
-    failure_file = instance / "output" / "failure"
-    failure_file.parent.mkdir(parents=True, exist_ok=True)
+    failure = failure_file()
+    failure.parent.mkdir(parents=True, exist_ok=True)
     try:
         code_dir = safe_extract(
             Path(os.environ["AMZN_BRAKET_SCRIPT_S3_URI"]), instance / "code" / "customer_code" / "extracted"
@@ -110,18 +111,18 @@ def run() -> Any:
         else:
             function, arguments = runpy.run_module, {"mod_name": module_name, "run_name": "__main__"}
     except BaseException as error:
-        failure_file.write_text(f"ClientError: Setting up the job failed: {type(error).__name__}: {error}")
+        failure.write_text(f"ClientError: Setting up the job failed: {type(error).__name__}: {error}")
         raise
     try:
         return function(**arguments)
     except SystemExit as error:
         if error.code not in (None, 0):  # sys.exit(0) at the end of a script is success
-            failure_file.write_text(f"AlgorithmError: SystemExit: {error.code}")
+            failure.write_text(f"AlgorithmError: SystemExit: {error.code}")
         raise
     except BaseException as error:
         # Braket's categories: the job's own code fails as "AlgorithmError", which is never taken
         # for a lost instance ("InternalServerError"), whatever the exception is called.
-        failure_file.write_text(f"AlgorithmError: {type(error).__name__}: {error}")
+        failure.write_text(f"AlgorithmError: {type(error).__name__}: {error}")
         raise
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from prefect_braket.devices import AWS_DEVICE_ARN, LOCAL_SIMULATORS
+from prefect_braket.jobs import BudgetExceededError, SpendingLedger
 
-
-class BudgetExceededError(RuntimeError):
-    """Running this would take spending past the budget."""
+__all__ = ["Budget", "BudgetExceededError", "PriceTable", "UnknownPriceError"]
 
 
 class UnknownPriceError(KeyError):
@@ -94,34 +92,44 @@ class PriceTable:
 
 
 class Budget:
-    """A spending limit shared by whatever runs against it; thread-safe.
+    """A spending limit shared by whatever runs against it: threads, tasks, copies, and (with a file
+    ledger) processes.
 
     Example:
+        One budget for several devices:
         ```python
         budget = Budget(max_cost_usd=5.0)
-        device = BraketDevice(device_arn=SV1, budget=budget)
+        sv1 = BraketDevice(device_arn=SV1, budget=budget)
+        dm1 = BraketDevice(device_arn=DM1, budget=budget)
         ```
     """
 
-    def __init__(self, max_cost_usd: float | None, prices: PriceTable | None = None):
+    def __init__(self, max_cost_usd: float | None, prices: PriceTable | None = None,
+                 ledger: SpendingLedger | None = None):
         if max_cost_usd is not None and max_cost_usd < 0:
             raise ValueError(f"max_cost_usd must be at least 0, got {max_cost_usd}.")
         self.max_cost_usd = max_cost_usd
         self.prices = prices or PriceTable.default()
-        self.spent_usd = 0.0
-        self._lock = threading.Lock()
+        self.ledger = ledger or SpendingLedger()
+
+    def __repr__(self) -> str:
+        return f"Budget(max_cost_usd={self.max_cost_usd}, {self.ledger!r})"
+
+    @property
+    def spent_usd(self) -> float:
+        """What has been spent (estimates of tasks still running included)."""
+        return self.ledger.spent()
 
     def reserve(self, estimate_usd: float, what: str) -> None:
         """Counts `estimate_usd` as spent, or raises if it would cross the limit (nothing counted then)."""
-        with self._lock:
-            if self.max_cost_usd is not None and self.spent_usd + estimate_usd > self.max_cost_usd + 1e-12:
-                raise BudgetExceededError(
-                    f"{what} is estimated at ${estimate_usd:.4f}; with ${self.spent_usd:.4f} already spent that "
-                    f"would pass the budget of ${self.max_cost_usd:.2f}. Raise max_cost_usd or run less."
-                )
-            self.spent_usd += estimate_usd
+        self.ledger.reserve(estimate_usd, self.max_cost_usd, lambda spent: (
+            f"{what} is estimated at ${estimate_usd:.4f}; with ${spent:.4f} already spent that "
+            f"would pass the budget of ${self.max_cost_usd:.2f}. Raise max_cost_usd or run less."))
 
     def settle(self, reserved_usd: float, actual_usd: float) -> None:
         """Replaces an estimate with what the task actually cost."""
-        with self._lock:
-            self.spent_usd += actual_usd - reserved_usd
+        self.ledger.settle(reserved_usd, actual_usd)
+
+    def reset(self) -> None:
+        """Counts from $0 again (a saved block's spending is kept until then)."""
+        self.ledger.update(lambda spent: 0.0)

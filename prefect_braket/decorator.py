@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import os
 import re
 import sys
@@ -22,6 +23,8 @@ import cloudpickle
 
 from prefect_braket.backend import JobBackend, backend_for
 from prefect_braket.container import check_requirements
+from prefect_braket.cost import PriceTable, UnknownPriceError
+from prefect_braket.devices import check_device_arn
 from prefect_braket.job_handle import HybridJob, in_flow_run
 from prefect_braket.job_spec import (
     RESERVED_CHANNEL,
@@ -62,18 +65,58 @@ def _modules_by_value(func: Callable[..., Any], include_modules: Iterable[str | 
     return modules
 
 
-def _pickle_call(
-    func: Callable[..., Any], args: tuple, kwargs: dict, by_value: list[ModuleType], input_paths: dict[str, str],
-    data_format: str,
-) -> bytes:
+class CredentialsInJobError(TypeError):
+    """A secret would travel inside a job's code, where whoever reads the job's source can read it."""
+
+
+def _credential_kind(obj: Any) -> str | None:
+    """"aws" for prefect-aws credentials, "secret" for other secrets, None for anything else.
+
+    Only modules already imported can have made `obj`, so nothing is imported to ask.
+    """
+    kinds = (("prefect_aws.credentials", "AwsCredentials", "aws"), ("pydantic", "SecretStr", "secret"),
+             ("pydantic", "SecretBytes", "secret"), ("botocore.credentials", "Credentials", "secret"),
+             ("botocore.credentials", "ReadOnlyCredentials", "secret"), ("boto3.session", "Session", "secret"))
+    for module, name, kind in kinds:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(obj, cls):
+            return kind
+    return None
+
+
+class _JobPickler(cloudpickle.Pickler):
+    """Pickles a job's call with no credentials in it: the pickle is the job's source, stored in S3.
+
+    prefect-aws `AwsCredentials` (inside a `BraketDevice` argument, say) arrive in the job as None,
+    so the device uses the job's own credentials: its execution role on Amazon Braket, this
+    environment's on the embedded engine. Other secrets are refused.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = _credential_kind(obj)
+        if kind == "aws":
+            return type(None), ()
+        if kind:
+            raise CredentialsInJobError(
+                f"A {type(obj).__name__} would travel inside the job's code, readable by anyone who can read its "
+                "source archive. Pass no secrets to a hybrid job: give it a role (role_arn=) or read the secret "
+                "inside the job (AWS Secrets Manager, for example)."
+            )
+        return super().reducer_override(obj)
+
+
+def _pickle_call(func: Callable[..., Any], by_value: list[ModuleType], entry: Callable[[], Any]) -> bytes:
     registered = []
     try:
         for module in [jobs_module, *by_value]:
             if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
                 cloudpickle.register_pickle_by_value(module)
                 registered.append(module)
-        call = functools.partial(func, *args, **kwargs)
-        return cloudpickle.dumps(functools.partial(run_decorated_function, call, input_paths, data_format))
+        with io.BytesIO() as buffer:
+            _JobPickler(buffer).dump(entry)
+            return buffer.getvalue()
+    except CredentialsInJobError:
+        raise
     except Exception as error:
         raise RuntimeError(
             f"Serialization failed for hybrid job {func.__name__}: {type(error).__name__}: {error}. "
@@ -83,6 +126,22 @@ def _pickle_call(
     finally:
         for module in registered:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def _shown(value: Any) -> Any:
+    """An argument as the job's hyperparameters show it: credentials by their type only."""
+    return f"<{type(value).__name__}: not shipped>" if _credential_kind(value) else value
+
+
+def _instance_usd_per_hour(backend: JobBackend, config: InstanceConfig) -> float:
+    """What the job's instances cost an hour: nothing on the embedded engine."""
+    if getattr(backend, "name", None) == "local":
+        return 0.0
+    try:
+        return PriceTable.default().job_instance_cost(config.instanceType, 3600.0, config.instanceCount)
+    except UnknownPriceError as error:
+        raise ValueError(f"max_cost_usd needs the price of the job's instance: {error.args[0]} Add it to a price "
+                         "table of your own ($PREFECT_BRAKET_PRICES), or leave max_cost_usd out.") from None
 
 
 def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]:
@@ -119,6 +178,7 @@ def hybrid_job(
     device_concurrency_limit: bool = False,
     wait_for_execution_window: bool = False,
     max_window_wait_seconds: float = 86400.0,
+    max_cost_usd: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., HybridJob]]:
     """Turns a function into a hybrid job: each call submits one job and returns its `HybridJob`.
 
@@ -131,8 +191,9 @@ def hybrid_job(
         dependencies: A requirements file or a list of requirements. On Amazon Braket the
             container installs them; the embedded engine checks this environment has them.
         local: Braket's local mode; here it means the embedded engine (no Docker needed).
-        job_name: Braket's rules (1-50 letters, digits, hyphens); default: the function's name
-            and a millisecond timestamp.
+        job_name: Braket's rules (1-50 letters, digits, hyphens); default: the function's name,
+            a millisecond timestamp and four hex digits (`train-1764582000000-3fa2`), never the
+            same twice, where Braket's own names collide for jobs submitted together.
         input_data: A local path or S3 URI (channel "input"), or a dict of channel to either.
             Relative local paths keep working inside the function.
         wait_until_complete: Wait for the job before returning its handle.
@@ -150,6 +211,11 @@ def hybrid_job(
             job instance.
         image_uri: A container image URI, or "base" (the default), "pytorch", "tensorflow" or
             "cudaq" for Braket's own images in the device's region.
+        max_cost_usd: A budget for the whole job: its quantum tasks run through `BraketDevice`
+            (each refused if it would pass the budget) plus its instance time on Amazon Braket
+            (the price table's rate for `instance_config`). The job is stopped, FAILED with a
+            `BudgetExceededError` reason, once the two together pass it. A replacement after a
+            lost instance counts afresh.
         instance_config, checkpoint_config, stopping_condition, output_data_config, role_arn,
         tags, reservation_arn: As in Braket's CreateJob; the embedded engine enforces
             `stopping_condition.maxRuntimeInSeconds`.
@@ -172,9 +238,13 @@ def hybrid_job(
         ```
     """
     device_block = device if hasattr(device, "device_arn") else None
-    device = device_block.device_arn if device_block is not None else device or "local:none/none"
+    # Refused here, at decoration: a job for a device that does not exist would run (locally) or
+    # upload its code (on AWS) before anything noticed.
+    device = check_device_arn(device_block.device_arn if device_block is not None else device)
     if job_name is not None:
         validate_job_name(job_name)
+    if max_cost_usd is not None and not (isinstance(max_cost_usd, (int, float)) and max_cost_usd >= 0):
+        raise ValueError(f"max_cost_usd={max_cost_usd!r} must be a number of US dollars, at least 0.")
     fmt = PersistedJobDataFormat.parse(data_format)
     requirements = _requirement_lines(dependencies)
     given_backend = None if backend is None or isinstance(backend, str) else backend
@@ -200,8 +270,15 @@ def hybrid_job(
             job_backend = given_backend or backend_for(device, backend_name)
             if requirements and getattr(job_backend, "name", None) == "local":
                 check_requirements(requirements)
-            hyperparameters = hyperparameters_from_call(func, args, kwargs)
-            payload = _pickle_call(func, args, kwargs, by_value, local_paths, fmt.value)
+            hyperparameters = hyperparameters_from_call(func, tuple(map(_shown, args)),
+                                                        {name: _shown(value) for name, value in kwargs.items()})
+            budget = None if max_cost_usd is None else {
+                "max_cost_usd": max_cost_usd,
+                "instance_usd_per_hour": _instance_usd_per_hour(job_backend, instance_config or InstanceConfig()),
+            }
+            entry = functools.partial(run_decorated_function, functools.partial(func, *args, **kwargs), local_paths,
+                                      fmt.value, budget)
+            payload = _pickle_call(func, by_value, entry)
             entry_function = re.sub(r"\W", "_", func.__name__)  # a lambda's name is "<lambda>"
             with tempfile.TemporaryDirectory(prefix="prefect-braket-") as tmp:
                 source = Path(tmp) / f"decorator_job_{os.urandom(4).hex()}"

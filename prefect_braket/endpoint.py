@@ -412,6 +412,7 @@ class BraketApi:
             raise ValidationError(f"{shots} shots is outside {device.name}'s range {device.shots_range}.")
         action = json.loads(payload["action"])
         program = Program(action["source"], action.get("inputs") or {})
+        program.check_syntax()  # Braket refuses such a program at creation, not when it runs
         if device.qubits and program.qubit_count() > device.qubits:
             raise ValidationError(f"The program uses {program.qubit_count()} qubits; {device.name} has {device.qubits}.")
         job_arn, priority = self._job_for_token(payload.get("jobToken"), device.arn)

@@ -12,8 +12,9 @@ from the lost job's ARN, so a retried or restarted wait finds the same replaceme
 
 from __future__ import annotations
 
+import errno
+import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -24,7 +25,9 @@ from typing import Any
 from prefect_braket.backend import (
     TERMINAL_STATES, JobBackend, JobFailedError, backend_for, is_instance_failure, replacement_token,
 )
-from prefect_braket.jobs import RESULTS_FILE, load_job_result
+from prefect_braket.archive import read_member, safe_extract, vacant
+from prefect_braket.home import package_home, private_directory
+from prefect_braket.jobs import RESULTS_FILE, load_persisted_data
 from prefect_braket.metrics import MetricsParser, MetricType, Statistic
 
 LOG_TAIL_LINES = 20
@@ -124,7 +127,7 @@ class HybridJob:
     # -- logs and metrics ----------------------------------------------------------------------
 
     def log_lines(self) -> list[str]:
-        """Every line the job has logged so far."""
+        """Every line the job has logged so far (read chunk by chunk until a read brings nothing new)."""
         lines: list[str] = []
         cursor = None
         while True:
@@ -141,11 +144,13 @@ class HybridJob:
         cursor, lines = None, []
         while True:
             finished = self.state() in TERMINAL_STATES
-            chunk = self.backend.read_log(self.arn, cursor)
-            cursor = chunk.cursor
-            for line in chunk.lines:
-                print(line)
-            lines.extend(chunk.lines)
+            more = True
+            while more:  # a read returns a bounded chunk: what is there already is read without pausing
+                chunk = self.backend.read_log(self.arn, cursor)
+                cursor, more = chunk.cursor, chunk.more
+                for line in chunk.lines:
+                    print(line)
+                lines.extend(chunk.lines)
             if finished:
                 return "\n".join(lines)
             time.sleep(poll_interval_seconds)
@@ -219,6 +224,7 @@ class HybridJob:
         Raises:
             JobFailedError: the job ended FAILED or CANCELLED (with its failureReason and log tail).
             RuntimeError: the result is pickled and `allow_pickle` is False.
+            UnsafeArchiveError: the job's `model.tar.gz` was refused (see `fetch_result`).
         """
         if in_flow_run():
             from prefect_braket.tasks import get_job_result, wait_for_job
@@ -231,28 +237,77 @@ class HybridJob:
         return self.fetch_result(allow_pickle)
 
     def fetch_result(self, allow_pickle: bool = False) -> dict[str, Any]:
-        """The `results.json` of a job that has ended, read through a private temporary directory."""
+        """The `results.json` of a job that has ended ({} if it saved none).
+
+        Only that file is read from `model.tar.gz`, into memory: nothing is extracted. The archive
+        is still checked whole, as `download_result` checks it, and one it would refuse is refused
+        here. Its limits (`prefect_braket.archive`) are raised here by environment variables:
+        `PREFECT_BRAKET_MAX_ARCHIVE_BYTES`, `PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS`, and
+        `PREFECT_BRAKET_MAX_RESULT_BYTES` for `results.json` itself (1 GiB).
+
+        Raises:
+            UnsafeArchiveError: the archive was refused (ArchiveTooLargeError: over a limit).
+        """
         status = self.state()
         if status not in TERMINAL_STATES:
             raise RuntimeError(f"Job {self.arn} is {status}, not finished: wait for it first (result() waits).")
         if status != "COMPLETED":
             raise self.failure()
         with tempfile.TemporaryDirectory(prefix="prefect-braket-result-") as tmp:
-            extracted = self.backend.download_output(self.arn, Path(tmp))
-            return load_job_result(extracted / RESULTS_FILE, allow_pickle=allow_pickle)
+            archive = self.backend.fetch_output_archive(self.arn, Path(tmp) / "model.tar.gz")
+            try:
+                data = read_member(archive, RESULTS_FILE)
+            except FileNotFoundError:
+                return {}
+        return load_persisted_data(data.decode(), allow_pickle)
 
     def download_result(
         self, extract_to: str | Path | None = None, poll_timeout_seconds: float = 864000,
-        poll_interval_seconds: float = 5.0,
+        poll_interval_seconds: float = 5.0, *, max_bytes: int | None = None, max_members: int | None = None,
     ) -> Path:
-        """Waits for the job, then extracts its `model.tar.gz` into `{extract_to}/{job_name}/`.
+        """Waits for the job, then extracts its `model.tar.gz` into `{extract_to}/{job_name}/`; returns that.
 
         Every file the job wrote to its results directory (relative paths in a decorated
-        function) is there, also for a job that failed. `extract_to` defaults to the current directory.
+        function) is there, also for a job that failed; a link among them comes back as a copy of
+        its file. `max_bytes` and `max_members` raise the archive's limits (`prefect_braket.archive`).
+
+        `extract_to` defaults to `{home}/downloads`, home being `$PREFECT_BRAKET_HOME` or
+        `~/.prefect_braket`. Braket's SDK extracts into the working directory; we do not, because
+        what a job writes is its own choice of files, and among a project's files the next
+        command could import or run them, or they could overwrite one.
+
+        The archive is extracted into a new directory beside the target and renamed into place,
+        so the target appears whole or not at all, and a download never merges into another.
+
+        Example:
+            ```python
+            job.download_result()            # ~/.prefect_braket/downloads/train-1700000000000/
+            job.download_result("results")   # results/train-1700000000000/
+            ```
+
+        Raises:
+            FileExistsError: `{extract_to}/{job_name}` exists and is not empty (a same-named job
+                was downloaded there before): pass another `extract_to`, or remove it.
+            UnsafeArchiveError: the archive was refused; nothing is left behind.
         """
         self.wait_until_complete(poll_timeout_seconds, poll_interval_seconds)
-        target = Path(extract_to or ".") / self.name
-        with tempfile.TemporaryDirectory(prefix="prefect-braket-download-") as tmp:
-            extracted = self.backend.download_output(self.arn, Path(tmp) / "out")
-            shutil.copytree(extracted, target, dirs_exist_ok=True)
+        parent = Path(extract_to) if extract_to is not None else private_directory(package_home() / "downloads")
+        target = parent / self.name
+        occupied = FileExistsError(
+            f"{target} already exists and is not empty: a download never merges into another (a job of the same "
+            f"name may have been downloaded there). Pass another extract_to, or remove {target}."
+        )
+        if not vacant(target):
+            raise occupied
+        parent.mkdir(parents=True, exist_ok=True)
+        # Beside the target, so that the rename stays on one file system and is atomic.
+        with tempfile.TemporaryDirectory(prefix=f".{self.name}-", dir=parent) as tmp:
+            archive = self.backend.fetch_output_archive(self.arn, Path(tmp) / "model.tar.gz")
+            extracted = safe_extract(archive, Path(tmp) / "extracted", max_bytes=max_bytes, max_members=max_members)
+            try:
+                os.rename(extracted, target)  # replaces nothing but a missing or empty directory
+            except OSError as error:
+                if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise occupied from None  # another download got there first
+                raise
         return target

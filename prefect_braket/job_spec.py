@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import inspect
 import re
+import secrets
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from prefect_braket.devices import check_device_arn
 
 MAX_JOB_NAME_LENGTH = 50
 JOB_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,50}(?<!-)$")
@@ -71,15 +75,33 @@ def validate_job_name(name: str) -> str:
     return name
 
 
-def default_job_name(func: Callable[..., Any]) -> str:
-    """Braket's default: the function's name with hyphens, then a millisecond timestamp."""
-    timestamp = str(int(time.time() * 1000))
-    stem = re.sub(r"[^A-Za-z0-9-]+", "-", func.__name__.replace("_", "-")).strip("-") or "job"
-    limit = 50 - len(timestamp) - 1
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def _unique_stamp() -> int:
+    """Milliseconds since the epoch, never the same twice in this process."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(int(time.time() * 1000), _last_stamp + 1)
+        return _last_stamp
+
+
+def default_job_name(stem: str | Callable[..., Any]) -> str:
+    """Braket's default name, `{stem}-{milliseconds}`, made unique: `train-1764582000000-3fa2`.
+
+    Braket's SDK names a job after its function and the millisecond: jobs submitted together
+    then share names (20 submitted at once got 14-17 names), and so do their result folders. The
+    millisecond never repeats within a process here, and four random hex digits keep processes apart.
+    """
+    text = stem if isinstance(stem, str) else stem.__name__
+    suffix = f"-{_unique_stamp()}-{secrets.token_hex(2)}"
+    stem = re.sub(r"[^A-Za-z0-9-]+", "-", text.replace("_", "-")).strip("-") or "job"
+    limit = MAX_JOB_NAME_LENGTH - len(suffix)
     if len(stem) > limit:
         warnings.warn(f"Job name {stem!r} is cut to {limit} characters to fit Braket's 50.", stacklevel=3)
         stem = stem[:limit].rstrip("-")
-    return f"{stem}-{timestamp}"
+    return stem + suffix
 
 
 def sanitize_hyperparameter(value: Any) -> str:
@@ -147,8 +169,7 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         validate_job_name(self.job_name)
-        if not self.device or len(self.device) > 256:
-            raise ValueError(f"Device {self.device!r} must be a device ARN or 'local:<provider>/<name>'.")
+        check_device_arn(self.device)
         self._check_hyperparameters()
         self._check_input_data()
         self._check_source()

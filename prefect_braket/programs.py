@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -37,6 +38,40 @@ RESULT_TYPE_NAMES = {
     "expectation": "expectation", "variance": "variance", "sample": "sample", "probability": "probability",
     "state_vector": "statevector", "density_matrix": "densitymatrix", "amplitude": "amplitude",
 }
+
+
+class ProgramSyntaxError(ValueError):
+    """OpenQASM source that does not parse; the message names the line and what was expected."""
+
+
+@functools.lru_cache(maxsize=1024)
+def syntax_error(source: str) -> str | None:
+    """Why `source` is not valid OpenQASM 3 (line, token, what was expected), or None if it parses.
+
+    The grammar is the one Braket's simulators parse with; its own error (`QASM3ParsingError`)
+    carries no message at all. Cached: a variational loop sends the same sources again and again.
+    """
+    from antlr4.error.Errors import ParseCancellationException, RecognitionException
+    from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError, parse
+
+    try:
+        parse(source)
+    except QASM3ParsingError as error:
+        cause = error.__cause__
+        problem = cause.args[0] if isinstance(cause, ParseCancellationException) and cause.args else cause
+        if not isinstance(problem, RecognitionException) or problem.offendingToken is None:
+            return "OpenQASM 3 syntax error (the parser gave no position)."
+        token = problem.offendingToken
+        line = source.splitlines()[token.line - 1].strip() if 0 < token.line <= len(source.splitlines()) else ""
+        expected = problem.getExpectedTokens()
+        wanted = expected.toString(problem.recognizer.literalNames, problem.recognizer.symbolicNames) if expected else ""
+        message = f"OpenQASM 3 syntax error at {token.text!r} in `{line}`"
+        if wanted:
+            message += f": expected {wanted}"
+        if wanted == "';'" and token.column == 0:
+            message += " (the line before it may lack its ';')"
+        return message + "."
+    return None
 
 
 def plain_value(value: Any) -> Any:
@@ -80,6 +115,12 @@ class Program:
             )
         if unknown:
             raise ValueError(f"Input(s) {unknown} are not declared in the program (declared: {sorted(declared)}).")
+
+    def check_syntax(self) -> None:
+        """Raises `ProgramSyntaxError` if the source is not valid OpenQASM 3."""
+        problem = syntax_error(self.source)
+        if problem:
+            raise ProgramSyntaxError(problem)
 
     def canonical(self) -> str:
         """The text two equal programs share, whatever their spacing or number types."""

@@ -2,9 +2,11 @@
 
 Submission is idempotent: the client token comes from the task run's place in its flow run, so
 a retried submission (or a retried flow) re-attaches to the job it started. Waiting forwards the
-job's log lines to the run logger, logs its events and queue position as they change, and turns
-its `log_metric` lines into a progress artifact and a metrics table artifact while it runs. A
-wait that ends early (timeout, cancellation, crash) cancels the job it was waiting for.
+job's log lines to the run logger (many to a record, up to `max_log_lines` of them), logs its
+events and queue position as they change, and turns its `log_metric` lines into a progress
+artifact and a metrics table artifact while it runs. A wait that ends early (timeout,
+cancellation, crash) cancels the job it was waiting for if this flow run submitted it
+(`OWNER_TAG`); a job it only watches is left to its owner.
 
 Example:
     ```python
@@ -22,7 +24,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import itertools
+import os
 import random
 import re
 import time
@@ -48,6 +53,15 @@ from prefect_braket.metrics import MetricsParser, MetricType, Statistic
 
 ITERATION_HYPERPARAMETERS = ("expected_iterations", "num_iterations", "max_iterations", "iterations",
                              "n_iterations", "num_tasks", "num_steps", "steps", "maxiter")
+# A wait forwards the first `max_log_lines` of a job's log, many lines to a Prefect log record: with
+# a record per line, a job that printed 20 MB in 0.5 s kept its waiting flow busy for 81 s, and a
+# flow sent SIGINT went on for more than 20 s sending the records it had queued.
+DEFAULT_MAX_LOG_LINES = 10_000
+MAX_LOG_LINES_VARIABLE = "PREFECT_BRAKET_MAX_LOG_LINES"
+LOG_RECORD_MAX_LINES = 200
+LOG_RECORD_MAX_CHARS = 16_000  # under Prefect Cloud's cap on one log record (25,000 characters)
+LOG_LINE_MAX_CHARS = 2_000  # a longer line is forwarded cut short, with a note; the job's log has it whole
+METRICS_TABLE_MAX_ROWS = 1_000
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -108,10 +122,36 @@ def wait_for_execution_window(device: Any, max_wait_seconds: float) -> None:
     time.sleep(wait)
 
 
+OWNER_TAG = "prefect-braket:flow-run"  # on a job submitted in a flow run: the one run that may cancel it
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the flow run this code runs in (from a task run too, wherever it runs), or None."""
+    task_context = TaskRunContext.get()
+    if task_context is not None and task_context.task_run.flow_run_id is not None:
+        return str(task_context.task_run.flow_run_id)
+    flow_context = FlowRunContext.get()
+    return str(flow_context.flow_run.id) if flow_context is not None and flow_context.flow_run is not None else None
+
+
+def submitted_by_this_flow_run(job: HybridJob) -> bool:
+    """Whether the current flow run submitted `job` (or the job it replaced), and so may cancel it.
+
+    Watching a job is not owning it: a flow that attaches to somebody else's job and stops waiting
+    (a timeout, Ctrl-C) must leave the job to its owner. The owner is a tag on the job, so this
+    holds in every process and for retries of the submitting flow run.
+    """
+    run = current_flow_run_id()
+    tags = job.metadata(use_cached_value=True).get("tags") or {}
+    return run is not None and tags.get(OWNER_TAG) == run
+
+
 def _create(spec: JobSpec, backend: JobBackend | None, window_device: Any, max_window_wait_seconds: float) -> HybridJob:
     if window_device is not None:
         wait_for_execution_window(window_device, max_window_wait_seconds)
     backend = backend or backend_for(spec.device)
+    if (run := current_flow_run_id()) is not None:
+        spec = dataclasses.replace(spec, tags={**spec.tags, OWNER_TAG: run})
     arn = backend.create_job(spec, client_token=client_token())
     get_run_logger().info("Hybrid job %s submitted: %s (device %s)", spec.job_name, arn, spec.device)
     job = HybridJob(arn, backend)
@@ -159,12 +199,20 @@ def run_job_exclusively(
 
 
 class JobWatcher:
-    """One wait's worth of state: where the log was read up to, metrics so far, what was published."""
+    """One wait's worth of state: where the log was read up to, metrics so far, what was published.
+
+    Each step does bounded work, one poll of the job or one chunk (`LOG_CHUNK_BYTES`) of a log
+    backlog, so a timeout, a cancellation or SIGINT is acted on between chunks; a backlog is read
+    chunk after chunk without pausing. Every line feeds the metrics. The first `max_log_lines` go to
+    the run logger, many to a record (each record costs Prefect's API log handler about the same,
+    whatever its size), and a wait that withheld lines ends with one line counting them and saying
+    where to read them.
+    """
 
     def __init__(
         self, job: HybridJob, expected_iterations: int | None, table_every_seconds: float,
         poll_interval_seconds: float, timeout_seconds: float | None, logger: Any = None,
-        resubmit_on_instance_failure: int = 1,
+        resubmit_on_instance_failure: int = 1, max_log_lines: int | None = None,
     ):
         self.job = job
         self.resubmit_on_instance_failure = resubmit_on_instance_failure
@@ -177,7 +225,15 @@ class JobWatcher:
         self.final: dict[str, Any] | None = None
         self.logger = logger or get_run_logger()
         self.parser = MetricsParser()
+        self.top_iteration: float | None = None
+        self.meta: dict[str, Any] | None = None
+        self.meta_read_at = 0.0
         self.cursor: Any = None
+        self.backlog = False
+        self.log_source: str | None = None
+        self.max_log_lines = max_log_lines_setting(max_log_lines)
+        self.lines_forwarded = 0
+        self.lines_withheld = 0
         self.events_seen = 0
         self.last_status: str | None = None
         self.last_position: str | None = None
@@ -190,9 +246,10 @@ class JobWatcher:
         self.key = artifact_key(job.name)
 
     def step(self) -> float | None:
-        """Polls once; returns how long to pause before the next poll, or None once the job ended."""
+        """Does one bounded piece of the wait; returns how long to pause before the next (0 while a
+        log backlog is read), or None once the job ended and its log was read to the end."""
         meta = self.poll()
-        if meta["status"] in TERMINAL_STATES:
+        if meta["status"] in TERMINAL_STATES and not self.backlog:
             lost = self.job.arn
             if self.job.replace_if_lost(self.resubmit_on_instance_failure):
                 self.logger.warning("Job %s lost its instance (%s); resubmitted from its checkpoints as %s",
@@ -201,29 +258,82 @@ class JobWatcher:
                 self.cursor, self.events_seen, self.last_status = None, 0, None
                 self.delay = min(0.05, self.poll_interval_seconds)
                 return 0.0
+            self._close_log()
             self.summarize(meta)
             self.final = meta
             return None
         if self.deadline is not None and time.monotonic() >= self.deadline:
+            self._close_log()
             raise TimeoutError(f"Job {self.job.arn} did not end within {self.timeout_seconds} s.")
+        if self.backlog:
+            return 0.0
         delay, self.delay = self.delay, min(self.delay * 1.5, self.poll_interval_seconds)
         return delay * random.uniform(0.8, 1.2)  # many waiting flows do not poll in step
 
     def poll(self) -> dict[str, Any]:
-        """Reads what is new; returns the job's metadata."""
-        meta = self.job.metadata()
-        if self.expected_iterations is None:
-            self.expected_iterations = _expected_iterations(meta)
+        """Reads what is new, one bounded chunk of the log included; returns the job's metadata.
+
+        While a backlog is read the job is asked about at most every `poll_interval_seconds`. A job
+        seen ended before a read had written its whole log, so the wait ends once the backlog is read.
+        """
+        if self.meta is None or not self.backlog or time.monotonic() - self.meta_read_at >= self.poll_interval_seconds:
+            self.meta, self.meta_read_at = self.job.metadata(), time.monotonic()
+            if self.expected_iterations is None:
+                self.expected_iterations = _expected_iterations(self.meta)
+        self._read_log()
+        ended = self.meta["status"] in TERMINAL_STATES
+        if not (ended and self.backlog):  # a job's end is logged after its last lines
+            self._log_changes(self.meta)
+        self._publish(self.meta["status"], ended and not self.backlog)
+        return self.meta
+
+    def _read_log(self) -> None:
         chunk = self.job.backend.read_log(self.job.arn, self.cursor)
-        self.cursor = chunk.cursor
-        for index, line in enumerate(chunk.lines):
-            stamp = chunk.timestamps[index] if index < len(chunk.timestamps) else None
-            self.parser.feed(line, stamp)
-            self.logger.info("[%s] %s", meta["jobName"], line)
-        self._log_changes(meta)
-        finished = meta["status"] in TERMINAL_STATES
-        self._publish(meta["status"], finished)
-        return meta
+        self.cursor, self.backlog = chunk.cursor, chunk.more
+        self.log_source = chunk.source or self.log_source
+        for line, stamp in zip(chunk.lines, itertools.chain(chunk.timestamps, itertools.repeat(None))):
+            row = self.parser.feed(line, stamp)
+            if row is not None and "iteration_number" in row:
+                iteration = row["iteration_number"]
+                self.top_iteration = iteration if self.top_iteration is None else max(self.top_iteration, iteration)
+        room = max(self.max_log_lines - self.lines_forwarded, 0)
+        self._forward(chunk.lines[:room])
+        withheld = max(len(chunk.lines) - room, 0)
+        if withheld and not self.lines_withheld:
+            self.logger.info(
+                "Job %s logged more than max_log_lines=%d lines: the rest are not forwarded (their metrics are "
+                "still read); the wait ends with their count and where to read them.",
+                self.job.name, self.max_log_lines,
+            )
+        self.lines_withheld += withheld
+
+    def _forward(self, lines: list[str]) -> None:
+        prefix = f"[{self.job.name}] "
+        record: list[str] = []
+        size = 0
+        for line in lines:
+            if len(line) > LOG_LINE_MAX_CHARS:
+                cut = len(line) - LOG_LINE_MAX_CHARS
+                line = f"{line[:LOG_LINE_MAX_CHARS]} … [{cut:,} more characters: the job's log has the whole line]"
+            entry = prefix + line
+            if record and (len(record) == LOG_RECORD_MAX_LINES or size + len(entry) > LOG_RECORD_MAX_CHARS):
+                self.logger.info("%s", "\n".join(record))
+                record, size = [], 0
+            record.append(entry)
+            size += len(entry) + 1
+        if record:
+            self.logger.info("%s", "\n".join(record))
+        self.lines_forwarded += len(lines)
+
+    def _close_log(self) -> None:
+        if not self.lines_withheld:
+            return
+        where = f", or in {self.log_source}" if self.log_source else ""
+        self.logger.info(
+            "%s more lines of job %s's log were not forwarded (max_log_lines=%d; raise it on wait_for_job or with "
+            "%s): read them with HybridJob.attach(%r).logs()%s.",
+            f"{self.lines_withheld:,}", self.job.name, self.max_log_lines, MAX_LOG_LINES_VARIABLE, self.job.arn, where,
+        )
 
     def _log_changes(self, meta: dict[str, Any]) -> None:
         for event in meta.get("events", [])[self.events_seen:]:
@@ -241,9 +351,8 @@ class JobWatcher:
     def _progress(self, status: str) -> float:
         if status == "COMPLETED":
             return 100.0
-        iterations = [r["iteration_number"] for r in self.parser.rows if "iteration_number" in r]
-        if self.expected_iterations and iterations:
-            return min(99.0, 100.0 * (max(iterations) + 1) / self.expected_iterations)
+        if self.expected_iterations and self.top_iteration is not None:
+            return min(99.0, 100.0 * (self.top_iteration + 1) / self.expected_iterations)
         return 0.0
 
     # The artifact calls run in a worker thread under async waits: `_sync=True` keeps them blocking
@@ -263,18 +372,28 @@ class JobWatcher:
         rows = len(self.parser.rows)
         due = time.monotonic() - self.table_published_at >= self.table_every_seconds
         if rows and rows != self.table_rows_published and (due or finished):
-            create_table_artifact(
-                self.metrics_table(),
-                key=f"{self.key}-metrics",
-                description=f"`log_metric` values of hybrid job {self.job.name} ({self.job.arn})",
-                _sync=True,
-            )
+            table, description = self._table_artifact()
+            create_table_artifact(table, key=f"{self.key}-metrics", description=description, _sync=True)
             self.table_published_at = time.monotonic()
             self.table_rows_published = rows
 
     def metrics_table(self) -> dict[str, list]:
-        pivot: MetricType = "iteration_number" if any("iteration_number" in r for r in self.parser.rows) else "timestamp"
+        pivot: MetricType = "timestamp" if self.top_iteration is None else "iteration_number"
         return self.parser.table(pivot)
+
+    def _table_artifact(self) -> tuple[dict[str, list], str]:
+        """The metrics table to publish and its description: a long run's table is sampled evenly
+        (100,000 metric lines made a 5.2 MB artifact), keeping its first and last rows."""
+        table = self.metrics_table()
+        description = f"`log_metric` values of hybrid job {self.job.name} ({self.job.arn})"
+        count = max((len(values) for values in table.values()), default=0)
+        if count <= METRICS_TABLE_MAX_ROWS:
+            return table, description
+        spacing = (count - 1) / (METRICS_TABLE_MAX_ROWS - 1)
+        picks = [round(i * spacing) for i in range(METRICS_TABLE_MAX_ROWS)]
+        sampled = {name: [values[i] for i in picks] for name, values in table.items()}
+        return sampled, (f"{description}: {METRICS_TABLE_MAX_ROWS:,} of its {count:,} rows, evenly spaced, the first "
+                         "and last included; `get_job_metrics(job)` or `HybridJob.metrics()` has every row")
 
     def summarize(self, meta: dict[str, Any]) -> None:
         if not self.publish_artifacts:
@@ -294,6 +413,9 @@ class JobWatcher:
             f"| run time | {duration} |",
             f"| metric lines | {len(self.parser.rows)} |",
         ]
+        if self.lines_withheld:
+            total = self.lines_forwarded + self.lines_withheld
+            lines.append(f"| log lines forwarded | {self.lines_forwarded:,} of {total:,} (max_log_lines) |")
         try:
             cost = f"${PriceTable.default().job_instance_cost_of(meta):.4f} (instance time; tasks billed apart)"
         except UnknownPriceError as error:
@@ -308,8 +430,13 @@ class JobWatcher:
 
 
 def cancel_unless_resumable(job: HybridJob, error: BaseException, logger: Any) -> None:
-    """Cancels a job whose wait stopped early, unless the error is transient (a retry resumes the wait)."""
+    """Cancels a job whose wait stopped early, unless the error is transient (a retry resumes the
+    wait) or the job is not this flow run's own (`submitted_by_this_flow_run`)."""
     if isinstance(error, Exception) and is_transient(error):
+        return
+    if not submitted_by_this_flow_run(job):
+        logger.info("Stopped waiting for job %s (%s); it keeps running, since this flow run did not submit it.",
+                    job.arn, type(error).__name__)
         return
     if job.state() not in TERMINAL_STATES:
         status = job.cancel()
@@ -348,6 +475,25 @@ def _forget(job: HybridJob) -> None:
         jobs.discard(job)
 
 
+def max_log_lines_setting(max_log_lines: int | None = None) -> int:
+    """How many log lines a wait forwards: `max_log_lines` if given, else `$PREFECT_BRAKET_MAX_LOG_LINES`,
+    else 10,000. Forwarding is for watching a job; `HybridJob.logs()` has its whole log."""
+    where = f"max_log_lines={max_log_lines!r}"
+    if max_log_lines is None:
+        raw = os.environ.get(MAX_LOG_LINES_VARIABLE, "").strip()
+        if not raw:
+            return DEFAULT_MAX_LOG_LINES
+        where = f"{MAX_LOG_LINES_VARIABLE}={raw!r}"
+        try:
+            max_log_lines = int(raw)
+        except ValueError:
+            raise ValueError(f"{where} is not a whole number of lines: set it to one such as 10000, "
+                             f"or unset it for the default ({DEFAULT_MAX_LOG_LINES}).") from None
+    if max_log_lines < 0:
+        raise ValueError(f"{where} is negative: use 0 to forward no log lines, or more to forward more.")
+    return max_log_lines
+
+
 def _expected_iterations(meta: dict[str, Any]) -> int | None:
     hyperparameters = meta.get("hyperParameters") or {}
     for name in ITERATION_HYPERPARAMETERS:
@@ -368,6 +514,7 @@ def wait_for_job(
     table_every_seconds: float = 10.0,
     cancel_on_exit: bool = True,
     resubmit_on_instance_failure: int = 1,
+    max_log_lines: int | None = None,
 ) -> dict[str, Any]:
     """Waits for a job to end, showing its log, events, queue position and metrics as it runs.
 
@@ -378,11 +525,17 @@ def wait_for_job(
         expected_iterations: The number of iterations the job logs metrics for, for the progress
             artifact; by default read from a hyperparameter such as `num_iterations` or `num_tasks`.
         table_every_seconds: How often the metrics table artifact is refreshed while the job runs.
-        cancel_on_exit: Cancel the job if the wait ends before it does (timeout, flow cancelled).
+        cancel_on_exit: Cancel the job if the wait ends before it does (timeout, interrupt, flow
+            cancelled), when this flow run submitted it; a job it only watches keeps running.
         resubmit_on_instance_failure: How many times a job whose instance is lost is resubmitted
             from its checkpoints (the same replacement on every retry of this wait); `job` (this
             object, in this process) then follows the replacement, whose metrics continue the
             same artifacts.
+        max_log_lines: How many of the job's log lines this wait forwards to the run logger, up
+            to 200 to a log record; by default `$PREFECT_BRAKET_MAX_LOG_LINES`, else 10,000. Lines
+            past it are counted, not sent (their metrics are still read), and the wait ends with
+            one line saying how many and where to read them (`HybridJob.logs()`, the log's file or
+            CloudWatch stream).
 
     Returns:
         The final metadata of the job, or of the job that replaced it (its `jobArn`; a handle
@@ -390,7 +543,7 @@ def wait_for_job(
         that fails is not an error here; `get_job_result` raises.
     """
     watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
-                         resubmit_on_instance_failure=resubmit_on_instance_failure)
+                         resubmit_on_instance_failure=resubmit_on_instance_failure, max_log_lines=max_log_lines)
     try:
         while (delay := watcher.step()) is not None:
             time.sleep(delay)
@@ -412,6 +565,7 @@ async def wait_for_job_async(
     table_every_seconds: float = 10.0,
     cancel_on_exit: bool = True,
     resubmit_on_instance_failure: int = 1,
+    max_log_lines: int | None = None,
 ) -> dict[str, Any]:
     """`wait_for_job` for async flows: polls in a worker thread, so many jobs wait side by side.
 
@@ -421,7 +575,7 @@ async def wait_for_job_async(
         ```
     """
     watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
-                         resubmit_on_instance_failure=resubmit_on_instance_failure)
+                         resubmit_on_instance_failure=resubmit_on_instance_failure, max_log_lines=max_log_lines)
     try:
         while (delay := await anyio.to_thread.run_sync(watcher.step)) is not None:
             await asyncio.sleep(delay)

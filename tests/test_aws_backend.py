@@ -42,6 +42,14 @@ def aws(aws_session, moto_endpoint):
     stubber.deactivate()
 
 
+DEVICES = json.loads((Path(__file__).parent / "data" / "get_device.json").read_text())
+
+
+def expect_get_device(stubber, name="forte"):
+    """The GetDevice that job creation sends before uploading anything."""
+    stubber.add_response("get_device", DEVICES[name], {"deviceArn": DEVICES[name]["deviceArn"]})
+
+
 def recent_ms():
     # CloudWatch Logs (and moto) drop events more than 14 days old.
     import time
@@ -69,12 +77,13 @@ def get_job_answer(status="COMPLETED", **extra):
 def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path):
     backend, stubber, calls = aws
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    expect_get_device(stubber)
     stubber.add_response("create_job", {"jobArn": JOB_ARN})
     job = hybrid_job(device=FORTE, backend=backend, job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})(
         examples.train)(num_tasks=5)
     assert job.arn == JOB_ARN
-    (name, request), = calls
-    assert name == "CreateJob"
+    (checked, _), (name, request) = calls
+    assert (checked, name) == ("GetDevice", "CreateJob")
     script = request["algorithmSpecification"]["scriptModeConfig"]
     root = script["s3Uri"].rsplit("/script/", 1)[0]
     assert root.startswith(f"s3://{BUCKET}/jobs/train-example/") and root.rsplit("/", 1)[1].isdigit()
@@ -161,6 +170,7 @@ def test_retried_submission_sends_the_same_token_and_finds_the_same_job(aws, aws
     lossy = LosesFirstResponse(session=aws_session, region="us-east-1", endpoint_url=moto_endpoint,
                                braket_client=backend.braket())
     # Braket throttles the first CreateJob; botocore retries it with the same token.
+    expect_get_device(stubber)
     stubber.add_client_error("create_job", service_error_code="ThrottlingException", http_status_code=400)
     stubber.add_response("create_job", {"jobArn": JOB_ARN})
     square = hybrid_job(device=FORTE, backend=lossy, role_arn=ROLE)(lambda x: x * x)
@@ -337,6 +347,7 @@ def test_input_data_checkpoints_images_and_reservations(aws, monkeypatch, tmp_pa
     backend.default_bucket()
     earlier = f"s3://{BUCKET}/jobs/earlier/1/checkpoints"
     client.put_object(Bucket=BUCKET, Key="jobs/earlier/1/checkpoints/earlier.json", Body=b'{"i": 3}')
+    expect_get_device(stubber)
     stubber.add_response("get_job", get_job_answer(checkpointConfig={"localPath": "/opt/jobs/checkpoints", "s3Uri": earlier}),
                          {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
     stubber.add_response("create_job", {"jobArn": JOB_ARN.replace("6a4e", "7b5f")})
