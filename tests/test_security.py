@@ -238,6 +238,44 @@ def test_a_flow_that_submitted_a_job_cancels_it_when_its_wait_times_out(engine):
     assert job.wait_until_complete(timeout_seconds=20, poll_interval_seconds=0.1)["status"] == "CANCELLED"
 
 
+WATCHING_FLOW = """
+import sys
+from prefect import flow
+from prefect_braket import HybridJob
+
+@flow
+def watch(arn: str):
+    job = HybridJob.attach(arn)
+    print("watching", flush=True)
+    return job.result(poll_interval_seconds=0.1)
+
+watch(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_interrupting_a_flow_that_only_watches_a_job_leaves_it_running(engine, tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL
+
+    owned = nap(8.0)
+    script = tmp_path / "watching_flow.py"
+    script.write_text(WATCHING_FLOW)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value())
+    process = subprocess.Popen([sys.executable, str(script), owned.arn], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "watching"
+        process.send_signal(getattr(signal, signum))
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    assert owned.state() in ("QUEUED", "RUNNING")
+    assert owned.result(poll_interval_seconds=0.2) == {"slept": 8.0}
+
+
 # -- secrets -------------------------------------------------------------------------------------------------
 
 
