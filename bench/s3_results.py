@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3  # noqa: E402
 
-from prefect_braket.aws_backend import AwsBackend  # noqa: E402
+from prefect_braket.backends.aws.backend import AwsBackend  # noqa: E402
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:

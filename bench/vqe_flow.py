@@ -46,10 +46,16 @@ from prefect import flow, task  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
 from prefect.utilities.hashing import hash_objects  # noqa: E402
+from vqe_h2 import ANSATZ, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
-from prefect_braket.variational import GradientDescent, LoopState, ParametricCost, _sync_client, optimize  # noqa: E402
-from vqe_h2 import ANSATZ, H2_HAMILTONIAN, vqe_h2  # noqa: E402
+from prefect_braket.orchestration.prefect_api import shared_sync_client  # noqa: E402
+from prefect_braket.variational import (  # noqa: E402
+    GradientDescent,
+    LoopState,
+    ParametricCost,
+    optimize,
+)
 
 ITERATIONS = 17
 SIZES = {"exact": 0, "shots_1000": 1000, "shots_4000": 4000}
@@ -139,7 +145,7 @@ async def empty_flow() -> None:
 @flow
 async def no_op_flow() -> None:
     experiment = uuid.uuid4().hex
-    with _sync_client():  # the API client run_variational uses
+    with shared_sync_client():  # the API client run_variational uses
         for iteration in range(ITERATIONS):
             no_op_iteration(experiment, iteration)
 

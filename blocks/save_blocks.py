@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect.blocks.core import Block
 
-import prefect_braket.blocks  # noqa: F401  (defines the block types)
+import prefect_braket.orchestration.blocks  # noqa: F401  (defines the block types)
 
 
 def save_all(folder: Path, overwrite: bool = False) -> list[str]:

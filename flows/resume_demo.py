@@ -17,9 +17,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from prefect import flow  # noqa: E402
+from vqe_h2 import vqe_h2  # noqa: E402
 
 from prefect_braket.variational import InjectedFailure, load_checkpoint  # noqa: E402
-from vqe_h2 import vqe_h2  # noqa: E402
 
 
 @flow(name="resume-demo")

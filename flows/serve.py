@@ -11,9 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from prefect import serve  # noqa: E402
-
 from hybrid_job_flow import hybrid_job_flow  # noqa: E402
+from prefect import serve  # noqa: E402
 from qaoa_maxcut import qaoa_maxcut  # noqa: E402
 from resume_demo import resume_demo  # noqa: E402
 from sweep import sweep  # noqa: E402

@@ -11,18 +11,18 @@ artifacts while they run), and publishes a comparison table artifact.
 import asyncio
 import json
 import os
-from pathlib import Path
 import sys
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from prefect import flow  # noqa: E402
 from prefect.artifacts import acreate_table_artifact  # noqa: E402
+from vqe_h2 import ANSATZ, H2_HAMILTONIAN  # noqa: E402
 
 from prefect_braket import get_job_result, hybrid_job, wait_for_job_async  # noqa: E402
 from prefect_braket.variational import ParametricCost, run_variational_in_job  # noqa: E402
-from vqe_h2 import ANSATZ, H2_HAMILTONIAN  # noqa: E402
 
 
 @hybrid_job(device="local:braket/braket_sv", include_modules="vqe_h2")

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_braket.backend import TERMINAL_STATES
-from prefect_braket.local_engine import LocalEngine
+from prefect_braket.backends.local.engine import LocalEngine
+from prefect_braket.core.states import TERMINAL_STATES
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,11 +7,23 @@ import struct
 import tarfile
 
 import pytest
+from helpers.archives import (
+    directory,
+    hardlink,
+    link_chain,
+    regular,
+    special,
+    symlink,
+    tar_gz,
+)
 
-from helpers.archives import directory, hardlink, link_chain, regular, special, symlink, tar_gz
-from prefect_braket import archive as archive_module
-from prefect_braket.archive import (
-    ArchiveTooLargeError, UnsafeArchiveError, pack_directory, read_member, safe_extract,
+from prefect_braket.core import archive as archive_module
+from prefect_braket.core.archive import (
+    ArchiveTooLargeError,
+    UnsafeArchiveError,
+    pack_directory,
+    read_member,
+    safe_extract,
 )
 
 

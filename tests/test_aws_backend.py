@@ -14,14 +14,14 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from conftest import LosesFirstCreate
+from helpers import examples
 from prefect import flow
 
 from prefect_braket import HybridJob, JobFailedError, JobSpec, hybrid_job
-from prefect_braket import aws_backend as aws_module
-from prefect_braket.archive import UnsafeArchiveError
-from prefect_braket.aws_backend import AwsBackend, AwsConfigurationError
-from conftest import LosesFirstCreate
-from helpers import examples
+from prefect_braket.backends.aws import backend as aws_module
+from prefect_braket.backends.aws.backend import AwsBackend, AwsConfigurationError
+from prefect_braket.core.archive import UnsafeArchiveError
 
 FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
@@ -296,8 +296,8 @@ def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, m
     from prefect_aws import AwsCredentials
 
     from prefect_braket import BraketDevice
-    from prefect_braket.devices import LocalSimulator
-    from prefect_braket.programs import to_program
+    from prefect_braket.quantum.devices import LocalSimulator
+    from prefect_braket.quantum.programs import to_program
 
     for name in ("AMZN_BRAKET_JOB_TOKEN", "AMZN_BRAKET_DEVICE_ARN", "AMZN_BRAKET_TASK_RESULTS_S3_URI"):
         monkeypatch.delenv(name, raising=False)

@@ -3,7 +3,7 @@ from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from prefect.utilities.dispatch import get_registry_for_type
 
-import prefect_braket.blocks  # noqa: F401  (registers the blocks)
+import prefect_braket.orchestration.blocks  # noqa: F401  (registers the blocks)
 
 
 def find_module_blocks():

@@ -21,8 +21,12 @@ from prefect_braket import (
     PriorityWarning,
     to_program,
 )
-from prefect_braket.cost import PriceTable
-from prefect_braket.devices import QueueSize, create_quantum_task_request, job_priority_token
+from prefect_braket.quantum.cost import PriceTable
+from prefect_braket.quantum.devices import (
+    QueueSize,
+    create_quantum_task_request,
+    job_priority_token,
+)
 
 PAYLOADS = json.loads((Path(__file__).parent / "data" / "get_device.json").read_text())
 FORTE = PAYLOADS["forte"]["deviceArn"]

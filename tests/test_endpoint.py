@@ -54,9 +54,14 @@ def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
     """decorator → CreateJob → the job runs (its tasks on the job's device, with priority) → logs and
     metrics from CloudWatch → result from S3 → a second job resumes from the first one's checkpoint."""
     from prefect_braket import hybrid_job
-    from prefect_braket import aws_backend as aws_module
-    from prefect_braket.aws_backend import AwsBackend
-    from prefect_braket.jobs import get_job_device_arn, load_job_checkpoint, log_metric, save_job_checkpoint
+    from prefect_braket.backends.aws import backend as aws_module
+    from prefect_braket.backends.aws.backend import AwsBackend
+    from prefect_braket.jobs import (
+        get_job_device_arn,
+        load_job_checkpoint,
+        log_metric,
+        save_job_checkpoint,
+    )
 
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
@@ -134,8 +139,8 @@ def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
     import json
 
     from prefect_braket import hybrid_job
-    from prefect_braket import aws_backend as aws_module
-    from prefect_braket.aws_backend import AwsBackend
+    from prefect_braket.backends.aws import backend as aws_module
+    from prefect_braket.backends.aws.backend import AwsBackend
 
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     endpoint_control(endpoint, "devices", _devices(window_open=False))
@@ -152,10 +157,13 @@ def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
                   ["quantumTaskArn"] for i in range(3)]
 
         def on_qpu():
-            from prefect_braket.aws_backend import AwsBackend
-            from prefect_braket.devices import create_quantum_task_request, job_priority_token
+            from prefect_braket.backends.aws.backend import AwsBackend
             from prefect_braket.jobs import get_job_device_arn
-            from prefect_braket.programs import Program
+            from prefect_braket.quantum.devices import (
+                create_quantum_task_request,
+                job_priority_token,
+            )
+            from prefect_braket.quantum.programs import Program
 
             device = get_job_device_arn()
             backend = AwsBackend()
@@ -291,8 +299,8 @@ def test_device_set_changes_fail_orphaned_tasks_and_bad_windows_are_refused(tmp_
     """In process, without HTTP: the device set's rules, before anything reaches a simulator."""
     import json
 
+    from prefect_braket.backends.local.engine import LocalEngine
     from prefect_braket.endpoint import BraketApi, DeviceModel
-    from prefect_braket.local_engine import LocalEngine
 
     with pytest.raises(ValueError, match="status 'BROKEN' is not one of ONLINE, OFFLINE, RETIRED"):
         DeviceModel(SV1, "SV1", status="BROKEN")

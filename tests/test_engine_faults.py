@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
+
 from prefect_braket import HybridJob, JobSpec, StoppingCondition, hybrid_job
-from prefect_braket.backend import TERMINAL_STATES, JobNotFoundError, JobStateError
-from prefect_braket.local_engine import _slug
+from prefect_braket.backends.local.engine import _slug
+from prefect_braket.core.errors import JobNotFoundError, JobStateError
+from prefect_braket.core.states import TERMINAL_STATES
 
 QPU = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 

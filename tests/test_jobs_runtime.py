@@ -8,7 +8,7 @@ from braket.jobs_data import PersistedJobData
 from braket.jobs_data import PersistedJobDataFormat as BraketFormat
 
 from prefect_braket import jobs
-from prefect_braket.metrics import MetricsParser, parse_metric_line
+from prefect_braket.core.metrics import MetricsParser, parse_metric_line
 
 
 @pytest.fixture

@@ -9,10 +9,16 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import job_count, pid_alive, wait_for
 from helpers import examples
-from prefect_braket import HybridJob, JobFailedError, JobSpec, StoppingCondition, hybrid_job
+
+from prefect_braket import (
+    HybridJob,
+    JobFailedError,
+    JobSpec,
+    StoppingCondition,
+    hybrid_job,
+)
 from prefect_braket.jobs import (
     get_checkpoint_dir,
     get_hyperparameters,
@@ -421,7 +427,7 @@ def test_empty_hyperparameters_are_refused_or_left_out():
     with pytest.raises(ValueError, match="Hyperparameter 'name' is empty"):
         JobSpec(job_name="x", device="local:braket/braket_sv", source_module=__file__,
                 entry_point="test_local_engine", hyperparameters={"name": ""})
-    from prefect_braket.job_spec import hyperparameters_from_call
+    from prefect_braket.core.spec import hyperparameters_from_call
 
     assert hyperparameters_from_call(lambda a, b="": a, (1,), {}) == {"a": "1"}
 
@@ -442,7 +448,7 @@ def resumable_count(steps: int = 6, pause: float = 0.3):
 
 
 def test_a_lost_instance_is_resubmitted_from_its_checkpoints(engine):
-    from prefect_braket.backend import REPLACES_TAG, is_instance_failure
+    from prefect_braket.backends.base import REPLACES_TAG, is_instance_failure
 
     job = resumable_count()
     first = job.arn

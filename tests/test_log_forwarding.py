@@ -4,18 +4,22 @@ the Prefect API, and how the job's log is read (bounded chunks) and its metrics 
 import json
 
 import pytest
+from conftest import latest_artifacts, wait_for
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-from conftest import latest_artifacts, wait_for
-from prefect_braket import hybrid_job, wait_for_job
-from prefect_braket.backend import LOG_CHUNK_BYTES
-from prefect_braket.jobs import log_metric
-from prefect_braket.tasks import (
-    LOG_RECORD_MAX_CHARS, LOG_RECORD_MAX_LINES, METRICS_TABLE_MAX_ROWS, artifact_key, max_log_lines_setting,
-)
 from test_aws_backend import JOB_ARN, aws, get_job_answer, recent_ms  # noqa: F401 (aws is a fixture)
+
+from prefect_braket import hybrid_job, wait_for_job
+from prefect_braket.backends.base import LOG_CHUNK_BYTES
+from prefect_braket.jobs import log_metric
+from prefect_braket.orchestration.tasks import (
+    LOG_RECORD_MAX_CHARS,
+    LOG_RECORD_MAX_LINES,
+    METRICS_TABLE_MAX_ROWS,
+    artifact_key,
+    max_log_lines_setting,
+)
 
 QPU = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 

@@ -5,16 +5,21 @@ import json
 import time
 
 import pytest
+from conftest import LosesFirstCreate, job_count, latest_artifacts, pid_alive, wait_for
+from helpers import examples
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from conftest import LosesFirstCreate, job_count, latest_artifacts, pid_alive, wait_for
-from prefect_braket import BraketHybridJob, HybridJob, LocalEngine, hybrid_job, wait_for_job_async
-from helpers import examples
+from prefect_braket import (
+    BraketHybridJob,
+    HybridJob,
+    LocalEngine,
+    hybrid_job,
+    wait_for_job_async,
+)
 from prefect_braket.jobs import save_job_checkpoint
-from prefect_braket.tasks import artifact_key
-
+from prefect_braket.orchestration.tasks import artifact_key
 
 train = hybrid_job(device="local:braket/braket_sv")(examples.train)
 

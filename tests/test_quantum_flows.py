@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 
 from prefect_braket import BraketDevice, hybrid_job, run_quantum_batch, run_quantum_task
 from prefect_braket.jobs import get_job_device_arn, log_metric
-from prefect_braket.tasks import artifact_key
+from prefect_braket.orchestration.tasks import artifact_key
 
 PROGRAM = """OPENQASM 3.0;
 input float theta;
@@ -97,7 +97,7 @@ def test_device_concurrency_limit_runs_one_of_your_jobs_at_a_time(engine):
     import threading
 
     from prefect_braket import HybridJob
-    from prefect_braket.tasks import device_limit_name
+    from prefect_braket.orchestration.tasks import device_limit_name
 
     sleepy = hybrid_job(device=QPU, backend="local", device_concurrency_limit=True)(lambda s: __import__("time").sleep(s))
     jobs: list[HybridJob] = []
@@ -124,7 +124,7 @@ def test_device_concurrency_limit_runs_one_of_your_jobs_at_a_time(engine):
 def test_submission_waits_for_the_execution_window(engine, monkeypatch):
     from datetime import datetime, timedelta, timezone
 
-    from prefect_braket.devices import DeviceDescription, ExecutionWindow
+    from prefect_braket.quantum.devices import DeviceDescription, ExecutionWindow
 
     now = datetime.now(timezone.utc)
     window = ExecutionWindow("Everyday", (now + timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=3)).strftime("%H:%M"))

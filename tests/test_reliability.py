@@ -34,10 +34,18 @@ def stepper(theta0: float = 0.0, steps: int = STEPS, pause: float = 0.4):
     after each; restarted from a checkpoint, it goes on where it stopped."""
     import time
 
-    from prefect_braket.aws_backend import AwsBackend
-    from prefect_braket.devices import create_quantum_task_request, job_priority_token
-    from prefect_braket.jobs import get_job_device_arn, load_job_checkpoint, log_metric, save_job_checkpoint
-    from prefect_braket.programs import Program
+    from prefect_braket.backends.aws.backend import AwsBackend
+    from prefect_braket.jobs import (
+        get_job_device_arn,
+        load_job_checkpoint,
+        log_metric,
+        save_job_checkpoint,
+    )
+    from prefect_braket.quantum.devices import (
+        create_quantum_task_request,
+        job_priority_token,
+    )
+    from prefect_braket.quantum.programs import Program
 
     try:
         state = load_job_checkpoint()
@@ -72,8 +80,8 @@ def tasks_and_jobs(device: BraketDevice, backend) -> dict:
 
 
 def test_tasks_and_jobs_survive_throttling_and_a_dying_instance(endpoint, monkeypatch):
-    from prefect_braket import aws_backend as aws_module
-    from prefect_braket.aws_backend import AwsBackend
+    from prefect_braket.backends.aws import backend as aws_module
+    from prefect_braket.backends.aws.backend import AwsBackend
 
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",

@@ -15,14 +15,21 @@ from prefect import flow
 from prefect_aws import AwsCredentials
 from pydantic import SecretStr
 
-from prefect_braket import BraketDevice, Budget, BudgetExceededError, DeviceCapabilityError, HybridJob, hybrid_job
-from prefect_braket import aws_backend as aws_module
-from prefect_braket.aws_backend import AwsBackend, AwsConfigurationError
-from prefect_braket.decorator import CredentialsInJobError
-from prefect_braket.job_spec import default_job_name
-from prefect_braket.jobs import SpendingLedger
-from prefect_braket.programs import ProgramSyntaxError
-from prefect_braket.tasks import OWNER_TAG
+from prefect_braket import (
+    BraketDevice,
+    Budget,
+    BudgetExceededError,
+    DeviceCapabilityError,
+    HybridJob,
+    hybrid_job,
+)
+from prefect_braket.backends.aws import backend as aws_module
+from prefect_braket.backends.aws.backend import AwsBackend, AwsConfigurationError
+from prefect_braket.core.spec import default_job_name
+from prefect_braket.jobs.budget import SpendingLedger
+from prefect_braket.orchestration.decorator import CredentialsInJobError
+from prefect_braket.orchestration.tasks import OWNER_TAG
+from prefect_braket.quantum.programs import ProgramSyntaxError
 
 FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
@@ -162,7 +169,7 @@ def test_a_jobs_budget_stops_its_tasks(aws_path, engine):
 
 
 def test_a_jobs_budget_counts_instance_time_and_stops_it(endpoint, python_matches_image, tmp_path, monkeypatch):
-    from prefect_braket.cost import PriceTable
+    from prefect_braket.quantum.cost import PriceTable
 
     prices = dict(PriceTable.default().table, job_instance_per_hour={"ml.m5.large": 36.0})  # a cent a second
     (tmp_path / "prices.json").write_text(json.dumps(prices))

@@ -14,10 +14,10 @@ import tempfile
 
 import boto3
 import pytest
-
 from helpers.archives import link_chain, regular, results_json, tar_gz
+
 from prefect_braket import hybrid_job
-from prefect_braket.archive import ArchiveTooLargeError, UnsafeArchiveError
+from prefect_braket.core.archive import ArchiveTooLargeError, UnsafeArchiveError
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
@@ -82,8 +82,8 @@ def test_a_crafted_model_tar_gz_on_the_engine_is_refused_and_writes_nothing_outs
 
 
 def test_crafted_archives_in_s3_are_refused_through_the_local_endpoint(endpoint, tmp_path, monkeypatch):
-    from prefect_braket import aws_backend as aws_module
-    from prefect_braket.aws_backend import AwsBackend
+    from prefect_braket.backends.aws import backend as aws_module
+    from prefect_braket.backends.aws.backend import AwsBackend
 
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")

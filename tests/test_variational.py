@@ -16,9 +16,15 @@ from prefect.context import SyncClientContext
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
 
-from prefect_braket import get_job_result, hybrid_job, wait_for_job  # noqa: E402
-from prefect_braket import variational  # noqa: E402
-from prefect_braket.tasks import artifact_key  # noqa: E402
+from vqe_h2 import ANSATZ, CHEMICAL_ACCURACY, H2_HAMILTONIAN, vqe_h2  # noqa: E402
+
+from prefect_braket import (  # noqa: E402
+    get_job_result,
+    hybrid_job,
+    variational,  # noqa: E402
+    wait_for_job,
+)
+from prefect_braket.orchestration.tasks import artifact_key  # noqa: E402
 from prefect_braket.variational import (  # noqa: E402
     SPSA,
     InjectedFailure,
@@ -28,7 +34,6 @@ from prefect_braket.variational import (  # noqa: E402
     run_variational,
     run_variational_in_job,
 )
-from vqe_h2 import ANSATZ, CHEMICAL_ACCURACY, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 
 def run_vqe_h2(**parameters):

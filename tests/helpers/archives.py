@@ -5,7 +5,7 @@ import io
 import json
 import tarfile
 
-from prefect_braket.jobs import SCHEMA_HEADER
+from prefect_braket.jobs.data_persistence import SCHEMA_HEADER
 
 
 def tar_gz(members, **options) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prefect_braket.programs import Program
+from prefect_braket.quantum.programs import Program
 
 PAULI_LIKE = {"x", "y", "z", "h"}
 

@@ -21,12 +21,12 @@ from typing import Any, Callable, Iterable
 
 import cloudpickle
 
-from prefect_braket.backend import JobBackend, backend_for
-from prefect_braket.container import check_requirements
-from prefect_braket.cost import PriceTable, UnknownPriceError
-from prefect_braket.devices import check_device_arn
-from prefect_braket.job_handle import HybridJob, in_flow_run
-from prefect_braket.job_spec import (
+from prefect_braket import jobs as jobs_module
+from prefect_braket.backends.base import JobBackend
+from prefect_braket.backends.registry import backend_for
+from prefect_braket.core.arns import check_device_arn
+from prefect_braket.core.requirements import check_requirements
+from prefect_braket.core.spec import (
     RESERVED_CHANNEL,
     CheckpointConfig,
     InstanceConfig,
@@ -37,8 +37,11 @@ from prefect_braket.job_spec import (
     hyperparameters_from_call,
     validate_job_name,
 )
-from prefect_braket import jobs as jobs_module
-from prefect_braket.jobs import PersistedJobDataFormat, run_decorated_function
+from prefect_braket.jobs import PersistedJobDataFormat
+from prefect_braket.jobs.entry import run_decorated_function
+from prefect_braket.orchestration.context import in_flow_run
+from prefect_braket.orchestration.handle import HybridJob
+from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 
 ENTRY_POINT_TEMPLATE = '''"""Runs {function} as a hybrid job; written by prefect_braket.hybrid_job."""
 from pathlib import Path
@@ -309,11 +312,14 @@ def hybrid_job(
                     python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
                 )
                 if in_flow_run():
-                    from prefect_braket.tasks import run_job_exclusively, submit_job
+                    from prefect_braket.orchestration.tasks import (
+                        run_job_exclusively,
+                        submit_job,
+                    )
 
                     window = None
                     if wait_for_execution_window:
-                        from prefect_braket.blocks import BraketDevice
+                        from prefect_braket.orchestration.blocks import BraketDevice
 
                         window = device_block or BraketDevice(device_arn=device)
                     submit = run_job_exclusively if device_concurrency_limit else submit_job
@@ -324,7 +330,7 @@ def hybrid_job(
                     job = HybridJob(job_backend.create_job(spec), job_backend)
             if wait_until_complete:
                 if in_flow_run():
-                    from prefect_braket.tasks import wait_for_job
+                    from prefect_braket.orchestration.tasks import wait_for_job
 
                     job.follow_replacement(wait_for_job(job))
                 else:

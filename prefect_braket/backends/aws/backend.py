@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import random
-import re
 import tempfile
 import time
 import uuid
@@ -31,13 +30,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from prefect_braket.archive import pack_source
-from prefect_braket.backend import LOG_CHUNK_BYTES, REPLACES_TAG, TERMINAL_STATES, LogChunk, replacement_name
-from prefect_braket.devices import device_region
-from prefect_braket.job_spec import DEFAULT_CHECKPOINT_PATH, JobSpec
-from prefect_braket.jobs import checkpoint_name_for
+from prefect_braket.backends.base import (
+    LOG_CHUNK_BYTES,
+    REPLACES_TAG,
+    LogChunk,
+    replacement_name,
+)
+from prefect_braket.core.archive import pack_source
+from prefect_braket.core.arns import device_region, resource_region, split_s3_uri
+from prefect_braket.core.layout import LOG_GROUP
+from prefect_braket.core.spec import DEFAULT_CHECKPOINT_PATH, JobSpec
+from prefect_braket.core.states import TERMINAL_STATES
+from prefect_braket.jobs.data_persistence import checkpoint_name_for
 
-LOG_GROUP = "/aws/braket/jobs"
 IMAGE_ACCOUNT = "292282985366"
 IMAGE_REPOSITORIES = {
     "base": "amazon-braket-base-jobs",
@@ -55,7 +60,6 @@ logger = logging.getLogger("prefect_braket.aws")
 # and 6-14 s without (local endpoint, same run).
 RETRIES = {"max_attempts": 10, "mode": "standard"}
 TASK_TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-JOB_ARN = re.compile(r"^arn:aws[a-z-]*:braket:([a-z0-9-]+):(\d{12}):job/(.+)$")
 
 
 class AwsConfigurationError(RuntimeError):
@@ -69,13 +73,6 @@ def image_uri(framework: str, region: str) -> str:
     if region not in IMAGE_REGIONS:
         raise ValueError(f"Braket job images are not in {region!r}; they are in {', '.join(IMAGE_REGIONS)}.")
     return f"{IMAGE_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE_REPOSITORIES[framework]}:latest"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    match = re.match(r"^s3://([^/]+)/?(.*)$", uri)
-    if not match:
-        raise ValueError(f"{uri!r} is not an S3 URI (s3://bucket/key).")
-    return match.group(1), match.group(2).rstrip("/")
 
 
 class AwsBackend:
@@ -338,7 +335,7 @@ class AwsBackend:
         return record["jobArn"]
 
     def resubmit_job(self, job_arn: str, client_token: str) -> str:
-        region = self._job_region(job_arn)
+        region = resource_region(job_arn)
         return self._create_once(region, client_token, lambda: self._replacement_request(job_arn, client_token))
 
     def _replacement_request(self, job_arn: str, client_token: str) -> dict[str, Any]:
@@ -348,7 +345,7 @@ class AwsBackend:
         old, name = meta["jobName"], replacement_name(meta["jobName"])
         # Stamped with the lost job's end, not the clock: two racing resubmitters build the same request.
         stamp = int((meta.get("endedAt") or meta["createdAt"]).timestamp() * 1000)
-        root = f"s3://{self.default_bucket(self._job_region(job_arn))}/jobs/{name}/{stamp}"
+        root = f"s3://{self.default_bucket(resource_region(job_arn))}/jobs/{name}/{stamp}"
         checkpoints = {"localPath": meta.get("checkpointConfig", {}).get("localPath") or DEFAULT_CHECKPOINT_PATH,
                        "s3Uri": f"{root}/checkpoints"}
         source = meta.get("checkpointConfig", {}).get("s3Uri")
@@ -365,19 +362,12 @@ class AwsBackend:
         )
         return request
 
-    @staticmethod
-    def _job_region(job_arn: str) -> str:
-        match = JOB_ARN.match(job_arn)
-        if not match:
-            raise ValueError(f"{job_arn!r} is not a Braket job ARN (arn:aws:braket:<region>:<account>:job/<id>).")
-        return match.group(1)
-
     def get_job(self, job_arn: str) -> dict[str, Any]:
-        return self.braket(self._job_region(job_arn)).get_job(jobArn=job_arn, additionalAttributeNames=["QueueInfo"])
+        return self.braket(resource_region(job_arn)).get_job(jobArn=job_arn, additionalAttributeNames=["QueueInfo"])
 
     def cancel_job(self, job_arn: str) -> str:
         try:
-            return self.braket(self._job_region(job_arn)).cancel_job(jobArn=job_arn)["cancellationStatus"]
+            return self.braket(resource_region(job_arn)).cancel_job(jobArn=job_arn)["cancellationStatus"]
         except ClientError as error:
             if error.response["Error"]["Code"] in ("ConflictException", "ValidationException"):
                 status = self.get_job(job_arn)["status"]
@@ -398,7 +388,7 @@ class AwsBackend:
         # A read that stopped at its bound keeps its list of streams, so that draining a backlog
         # does not call DescribeLogStreams (a low per-account quota) again for every chunk.
         streams = state.pop("__streams__", None)
-        region = self._job_region(job_arn)
+        region = resource_region(job_arn)
         logs = self.client("logs", region)
         source = f"CloudWatch Logs group {LOG_GROUP}, streams {prefix}* in {region}"
         if streams is None:

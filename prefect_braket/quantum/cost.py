@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from prefect_braket.devices import AWS_DEVICE_ARN, LOCAL_SIMULATORS
-from prefect_braket.jobs import BudgetExceededError, SpendingLedger
+from prefect_braket.core.arns import AWS_DEVICE_ARN, LOCAL_SIMULATORS
+from prefect_braket.jobs.budget import BudgetExceededError, SpendingLedger
 
 __all__ = ["Budget", "BudgetExceededError", "PriceTable", "UnknownPriceError"]
 
@@ -43,7 +43,7 @@ class PriceTable:
         override = os.environ.get("PREFECT_BRAKET_PRICES")
         if override:
             return cls.from_file(override)
-        return cls(json.loads(resources.files("prefect_braket").joinpath("prices.json").read_text()))
+        return cls(json.loads(resources.files("prefect_braket.quantum").joinpath("prices.json").read_text()))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "PriceTable":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from prefect_braket.devices import check_device_arn
+from prefect_braket.core.arns import check_device_arn
 
 MAX_JOB_NAME_LENGTH = 50
 JOB_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,50}(?<!-)$")

@@ -43,12 +43,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote
 
-from prefect_braket.aws_backend import LOG_GROUP, split_s3_uri
-from prefect_braket.backend import TERMINAL_STATES
-from prefect_braket.devices import DeviceDescription, ExecutionWindow, LocalSimulator, check_device_arn
-from prefect_braket.job_spec import JobSpec, StoppingCondition
-from prefect_braket.local_engine import ARN_PREFIX, LocalEngine
-from prefect_braket.programs import Program
+from prefect_braket.backends.local.engine import ARN_PREFIX, LocalEngine
+from prefect_braket.core.arns import check_device_arn, split_s3_uri
+from prefect_braket.core.layout import LOG_GROUP
+from prefect_braket.core.spec import JobSpec, StoppingCondition
+from prefect_braket.core.states import TERMINAL_STATES
+from prefect_braket.quantum.devices import (
+    DeviceDescription,
+    ExecutionWindow,
+    LocalSimulator,
+)
+from prefect_braket.quantum.programs import Program
 
 ACCOUNT = "123456789012"
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
@@ -614,7 +619,7 @@ class BraketApi:
         if not target:
             return
         bucket, prefix = split_s3_uri(target)
-        root = self._engine.job_directory(record["local"]) / "checkpoints"
+        root = self._engine.checkpoint_directory(record["local"])
         for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
             name = path.relative_to(root).as_posix()
             try:  # a checkpoint is written whole and renamed into place: read each version once
@@ -636,7 +641,7 @@ class BraketApi:
             self._ship_log(record)
             self._ship_checkpoints(record)
             if meta["status"] in TERMINAL_STATES:
-                archive = self._engine.job_directory(record["local"]) / "data" / "output" / "model.tar.gz"
+                archive = self._engine.output_archive(record["local"])
                 if archive.exists():
                     bucket, prefix = split_s3_uri(record["request"]["outputDataConfig"]["s3Path"])
                     self._client("s3").upload_file(str(archive), bucket, f"{prefix}/output/model.tar.gz")
@@ -732,7 +737,10 @@ class Endpoint:
 
     def __init__(self, url: str, engine_home: str | None = None, devices: Iterable[DeviceModel] = DEFAULT_DEVICES):
         try:
-            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                create_backend_app,
+            )
         except ImportError as error:
             raise ImportError("The local Braket endpoint answers S3, CloudWatch Logs, STS and IAM with moto: "
                               "pip install 'prefect-braket[endpoint]'.") from error
@@ -841,6 +849,3 @@ def main() -> None:
     except KeyboardInterrupt:
         server.shutdown()
 
-
-if __name__ == "__main__":
-    main()

@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import contextlib
 import contextvars
 import functools
 import hashlib
@@ -53,28 +52,34 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from prefect import task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.client.orchestration import get_client
-from prefect.context import SyncClientContext
 from prefect.logging import get_run_logger
-from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 from prefect.utilities.hashing import hash_objects
 
-from prefect_braket.blocks import BraketDevice
-from prefect_braket.jobs import PersistedJobDataFormat, dump_persisted_data, load_persisted_data
-from prefect_braket.local_engine import default_root
-from prefect_braket.tasks import artifact_key, client_token, retry_if_transient
+from prefect_braket.core.home import package_home
+from prefect_braket.jobs import PersistedJobDataFormat
+from prefect_braket.jobs.data_persistence import (
+    dump_persisted_data,
+    load_persisted_data,
+)
+from prefect_braket.orchestration.blocks import BraketDevice
+from prefect_braket.orchestration.context import (
+    artifact_key,
+    client_token,
+    retry_if_transient,
+)
+from prefect_braket.orchestration.prefect_api import (
+    publish_markdown,
+    publish_progress,
+    publish_table,
+    shared_sync_client,
+    update_progress,
+)
 
 PAULI_STRING = re.compile(r"^[IXYZ]+$")
 PAULI_MATRICES = {
@@ -554,34 +559,6 @@ class _Publisher:
         self._raise_error()
 
 
-_SHARED_CLIENTS: dict[tuple, Any] = {}
-_SHARED_CLIENTS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _sync_client() -> Iterator[None]:
-    """One sync API client for every task run and artifact call of a run, kept for the process's later runs.
-
-    In an async flow each sync task run would otherwise open a client of its own, and so would each
-    run here: a new client costs tens of milliseconds (it loads the TLS certificates, even for an
-    http:// API). A sync flow's own client is used as it is.
-    """
-    if SyncClientContext.get() is not None:
-        yield
-        return
-    key = (os.getpid(), tuple(get_current_settings().api.model_dump().items()))
-    with _SHARED_CLIENTS_LOCK:
-        if (client := _SHARED_CLIENTS.get(key)) is None:
-            client = _SHARED_CLIENTS[key] = get_client(sync_client=True).__enter__()  # held open for later runs
-        context = SyncClientContext.model_construct(client=client)
-        context.__enter__()  # under the lock: entering and leaving count on the shared client
-    try:
-        yield
-    finally:
-        with _SHARED_CLIENTS_LOCK:
-            context.__exit__(None, None, None)
-
-
 class _ProgressArtifact:
     """A progress artifact created and updated through a `_Publisher`."""
 
@@ -592,11 +569,11 @@ class _ProgressArtifact:
                                            percent))
 
     def _create(self, key: str, description: str, percent: float) -> None:
-        self._id = create_progress_artifact(percent, key=key, description=description, _sync=True)
+        self._id = publish_progress(percent, key, description)
 
     def update(self, percent: float) -> None:
         """Queues an update; it runs after the creation, on the publisher's thread."""
-        self._publisher.submit(lambda: update_progress_artifact(self._id, percent, _sync=True))
+        self._publisher.submit(lambda: update_progress(self._id, percent))
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -649,13 +626,13 @@ def run_variational(
     cost = as_cost(cost)
     chosen = as_optimizer(optimizer, learning_rate)
     device = device or BraketDevice()
-    location = checkpoint_location or str(default_root() / "experiments")
+    location = checkpoint_location or str(package_home() / "experiments")
     saved = load_checkpoint(location, experiment_id)
     state = LoopState.from_checkpoint(saved) if saved else LoopState(np.asarray(initial_parameters, dtype=float))
     if saved:
         logger.info("Resuming experiment %s after iteration %d from %s", experiment_id, state.next_iteration - 1,
                     checkpoint_path(location, experiment_id))
-    with _sync_client():
+    with shared_sync_client():
         publisher = _Publisher()
         progress = _ProgressArtifact(publisher, experiment_id, 100.0 * state.next_iteration / max_iterations)
         evaluated: set[int] = set()  # filled by the iteration task runs that were not answered from the cache
@@ -667,12 +644,12 @@ def run_variational(
             return evaluate_iteration(quote(cost), quote(device), [p.tolist() for p in points], shots, experiment_id,
                                       iteration)
 
-        def publish_table() -> None:
+        def refresh_table() -> None:
             nonlocal published_rows
             published_rows = len(state.history)
             publisher.submit(functools.partial(
-                create_table_artifact, [h.row() for h in state.history], key=f"{experiment_id}-iterations",
-                description=f"Iterations of {experiment_id}", _sync=True))
+                publish_table, [h.row() for h in state.history], f"{experiment_id}-iterations",
+                f"Iterations of {experiment_id}"))
 
         reported = time.monotonic()
 
@@ -687,21 +664,21 @@ def run_variational(
                             step.gradient_norm)
                 reported = time.monotonic()
             if (step.iteration + 1) % table_every == 0:
-                publish_table()
+                refresh_table()
 
         token = _evaluated_iterations.set(evaluated)
         try:
             optimize(state, chosen, max_iterations, tolerance, evaluate, record, fail_at_iteration)
             progress.update(100.0)
             if len(state.history) != published_rows:
-                publish_table()
+                refresh_table()
             if state.history:
                 logger.info("Finished after iteration %d: energy %.8f, %d iteration(s) evaluated in this run, "
                             "converged: %s", state.history[-1].iteration, final_energy(state, chosen), len(evaluated),
                             state.converged)
                 summary = summary_markdown(state, chosen, experiment_id, len(evaluated), reference_energy, device, shots)
-                publisher.submit(functools.partial(create_markdown_artifact, summary, key=f"{experiment_id}-summary",
-                                                   description=f"Summary of {experiment_id}", _sync=True))
+                publisher.submit(functools.partial(publish_markdown, summary, f"{experiment_id}-summary",
+                                                   f"Summary of {experiment_id}"))
         except BaseException as failure:
             # The checkpoints of the finished iterations still go out, for the next run to resume from.
             try:
@@ -762,7 +739,12 @@ def run_variational_in_job(
     It resumes from this job's checkpoint, or from the job named `resume_from_job` (a job started
     with `copy_checkpoints_from_job` has the earlier job's files, under the earlier job's name).
     """
-    from prefect_braket.jobs import get_job_device_arn, load_job_checkpoint, log_metric, save_job_checkpoint
+    from prefect_braket.jobs import (
+        get_job_device_arn,
+        load_job_checkpoint,
+        log_metric,
+        save_job_checkpoint,
+    )
 
     cost = as_cost(cost)
     chosen = as_optimizer(optimizer, learning_rate)

@@ -13,44 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from prefect_braket.job_spec import MAX_JOB_NAME_LENGTH, JobSpec
-
-TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-JOB_STATES = ("QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
-
-
-class JobNotFoundError(LookupError):
-    """No job with this ARN is known to the backend."""
-
-
-class JobStateError(RuntimeError):
-    """A file of a backend's own state is damaged: unreadable, or not what the backend wrote.
-
-    The message names the file, what is wrong with it and the fix; other jobs are not affected,
-    so a caller can report it for this job and carry on with the rest."""
-
-
-class SubmissionInProgress(RuntimeError):
-    """Another call with the same client token is still creating its job; retrying finds it."""
-
-    retryable = True
-
-
-class JobFailedError(RuntimeError):
-    """A job ended FAILED or CANCELLED; carries its failure reason and the end of its log."""
-
-    def __init__(self, job_arn: str, status: str, failure_reason: str | None, log_tail: list[str]):
-        self.job_arn = job_arn
-        self.status = status
-        self.failure_reason = failure_reason
-        self.log_tail = log_tail
-        tail = "\n".join(f"  | {line}" for line in log_tail)
-        super().__init__(
-            f"Job {job_arn} ended {status}"
-            + (f": {failure_reason}" if failure_reason else "")
-            + (f"\nLast log lines:\n{tail}" if tail else "")
-        )
-
+from prefect_braket.core.spec import MAX_JOB_NAME_LENGTH, JobSpec
 
 # Braket's jobs run on SageMaker's machinery, which reports faults of its own (not of the job's code)
 # as "InternalServerError: ..."; the embedded engine reports a lost job process the same way.
@@ -78,24 +41,8 @@ def replacement_token(job_arn: str) -> str:
     return hashlib.sha256(f"{job_arn}:replacement".encode()).hexdigest()[:64]
 
 
-TRANSIENT_ERROR_CODES = frozenset({
-    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-    "InternalServiceException", "InternalServerError", "InternalError", "ServiceUnavailable",
-    "ServiceUnavailableException", "SlowDown", "RequestTimeout", "RequestTimeoutException",
-})
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether trying the same call again may succeed: throttling, a 5xx, a dropped connection."""
-    # A TimeoutError is a deadline that passed (a wait, a flow), not a call worth repeating.
-    if isinstance(error, ConnectionError) or getattr(error, "retryable", False):
-        return True
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code", "")
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in TRANSIENT_ERROR_CODES or 500 <= int(status or 0) < 600
-    return type(error).__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError")
 
 
 # The most a `read_log` call returns, in bytes (about: CloudWatch answers in pages): a job that
@@ -150,25 +97,3 @@ class JobBackend(Protocol):
         same client token returns the same job."""
 
 
-def backend_for(device_or_arn: str, backend: str | None = None, **options: Any) -> JobBackend:
-    """The backend that runs jobs for a device, or that holds the job with this ARN.
-
-    Args:
-        device_or_arn: A device ARN ("local:braket/braket_sv", an AWS ARN) or a job ARN.
-        backend: "local" for the embedded engine, "aws" for Amazon Braket; by default "local"
-            for `local:` ARNs and "aws" for AWS ARNs.
-        options: Passed to the backend (the engine's `root`, for example).
-    """
-    choice = backend or ("local" if device_or_arn.startswith("local:") else "aws")
-    if choice == "local":
-        from prefect_braket.local_engine import LocalEngine
-
-        return LocalEngine(**options)
-    if choice == "aws":
-        from prefect_braket.aws_backend import AwsBackend
-
-        parts = device_or_arn.split(":")
-        if len(parts) > 3 and parts[3] and "region" not in options:
-            options["region"] = parts[3]
-        return AwsBackend(**options)
-    raise ValueError(f"Unknown backend {backend!r}: use 'local' (embedded engine) or 'aws' (Amazon Braket).")

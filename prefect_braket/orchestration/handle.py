@@ -15,20 +15,25 @@ from __future__ import annotations
 import errno
 import os
 import random
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect_braket.backend import (
-    TERMINAL_STATES, JobBackend, JobFailedError, backend_for, is_instance_failure, replacement_token,
+from prefect_braket.backends.base import (
+    JobBackend,
+    is_instance_failure,
+    replacement_token,
 )
-from prefect_braket.archive import read_member, safe_extract, vacant
-from prefect_braket.home import package_home, private_directory
-from prefect_braket.jobs import RESULTS_FILE, load_persisted_data
-from prefect_braket.metrics import MetricsParser, MetricType, Statistic
+from prefect_braket.backends.registry import backend_for
+from prefect_braket.core.archive import read_member, safe_extract, vacant
+from prefect_braket.core.errors import JobFailedError
+from prefect_braket.core.home import package_home, private_directory
+from prefect_braket.core.metrics import MetricsParser, MetricType, Statistic
+from prefect_braket.core.states import TERMINAL_STATES
+from prefect_braket.jobs.data_persistence import RESULTS_FILE, load_persisted_data
+from prefect_braket.orchestration.context import in_flow_run
 
 LOG_TAIL_LINES = 20
 
@@ -41,13 +46,6 @@ class HybridJobQueueInfo:
     message: str | None = None
 
 
-def in_flow_run() -> bool:
-    """Whether this code runs in a Prefect flow run but not inside one of its task runs."""
-    if "prefect.context" not in sys.modules:  # not imported, so certainly no run
-        return False
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None and TaskRunContext.get() is None
 
 
 class HybridJob:
@@ -227,7 +225,7 @@ class HybridJob:
             UnsafeArchiveError: the job's `model.tar.gz` was refused (see `fetch_result`).
         """
         if in_flow_run():
-            from prefect_braket.tasks import get_job_result, wait_for_job
+            from prefect_braket.orchestration.tasks import get_job_result, wait_for_job
 
             self.follow_replacement(wait_for_job(
                 self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds,
@@ -241,7 +239,7 @@ class HybridJob:
 
         Only that file is read from `model.tar.gz`, into memory: nothing is extracted. The archive
         is still checked whole, as `download_result` checks it, and one it would refuse is refused
-        here. Its limits (`prefect_braket.archive`) are raised here by environment variables:
+        here. Its limits (`prefect_braket.core.archive`) are raised here by environment variables:
         `PREFECT_BRAKET_MAX_ARCHIVE_BYTES`, `PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS`, and
         `PREFECT_BRAKET_MAX_RESULT_BYTES` for `results.json` itself (1 GiB).
 
@@ -269,7 +267,7 @@ class HybridJob:
 
         Every file the job wrote to its results directory (relative paths in a decorated
         function) is there, also for a job that failed; a link among them comes back as a copy of
-        its file. `max_bytes` and `max_members` raise the archive's limits (`prefect_braket.archive`).
+        its file. `max_bytes` and `max_members` raise the archive's limits (`prefect_braket.core.archive`).
 
         `extract_to` defaults to `{home}/downloads`, home being `$PREFECT_BRAKET_HOME` or
         `~/.prefect_braket`. Braket's SDK extracts into the working directory; we do not, because

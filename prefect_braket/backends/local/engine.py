@@ -50,14 +50,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from prefect_braket.archive import pack_directory, pack_source
-from prefect_braket.backend import (
-    INSTANCE_FAILURE_PREFIX, JOB_STATES, LOG_CHUNK_BYTES, REPLACES_TAG, TERMINAL_STATES, JobNotFoundError,
-    JobStateError, LogChunk, SubmissionInProgress, replacement_name,
+from prefect_braket.backends.base import (
+    INSTANCE_FAILURE_PREFIX,
+    LOG_CHUNK_BYTES,
+    REPLACES_TAG,
+    LogChunk,
+    replacement_name,
 )
-from prefect_braket.home import HOME_VARIABLE, package_home, private_directory
-from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition
-from prefect_braket.jobs import FAILURE_FILE, checkpoint_name_for
+from prefect_braket.core.archive import pack_directory, pack_source
+from prefect_braket.core.arns import is_qpu
+from prefect_braket.core.errors import (
+    JobNotFoundError,
+    JobStateError,
+    SubmissionInProgress,
+)
+from prefect_braket.core.home import HOME_VARIABLE, package_home, private_directory
+from prefect_braket.core.spec import InstanceConfig, JobSpec, StoppingCondition
+from prefect_braket.core.states import JOB_STATES, TERMINAL_STATES
+from prefect_braket.jobs.data_persistence import checkpoint_name_for
+from prefect_braket.jobs.environment import FAILURE_FILE
 
 ARN_PREFIX = "local:job/"
 INSTANCE_VARIABLE = "PREFECT_BRAKET_INSTANCE_DIR"  # in a job's environment: its instance directory
@@ -74,16 +85,6 @@ JOB_DIRECTORY = re.compile(r"jobs/[A-Za-z0-9-]{1,50}/\d+")  # relative to the ho
 TICKET_NAME = re.compile(r"\d{20}-[0-9a-f]{32}")  # submission time, job id
 
 _spawned: list[subprocess.Popen] = []
-
-
-def default_root() -> Path:
-    """Where the engine keeps its jobs: `$PREFECT_BRAKET_HOME`, else `~/.prefect_braket`."""
-    return package_home()
-
-
-def is_qpu(device: str) -> bool:
-    """Whether a device runs one job at a time (a QPU) rather than many (a simulator)."""
-    return "/qpu/" in device
 
 
 def _now() -> str:
@@ -415,7 +416,7 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, root: Path | str | None = None):
-        self.root = Path(root) if root else default_root()
+        self.root = Path(root) if root else package_home()
 
     def __repr__(self) -> str:
         return f"LocalEngine(root={str(self.root)!r})"
@@ -552,7 +553,7 @@ class LocalEngine:
             supervisor_log = os.open(directory / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "prefect_braket.local_engine", str(directory)],
+                    [sys.executable, "-m", "prefect_braket.backends.local.engine", str(directory)],
                     stdin=subprocess.DEVNULL,
                     stdout=supervisor_log,
                     stderr=subprocess.STDOUT,
@@ -802,6 +803,14 @@ class LocalEngine:
         """Where the job's files are (the Braket S3 layout, on disk)."""
         return self.store(job_arn).dir
 
+    def checkpoint_directory(self, job_arn: str) -> Path:
+        """Where the job writes its checkpoints, as they are written (for a bridge that syncs them)."""
+        return self.store(job_arn).checkpoints
+
+    def output_archive(self, job_arn: str) -> Path:
+        """Where the job's `model.tar.gz` is once it has ended (it may not exist)."""
+        return self.store(job_arn).output_archive
+
     @staticmethod
     def _reap() -> None:
         _spawned[:] = [p for p in _spawned if p.poll() is None]
@@ -922,7 +931,7 @@ class _Supervisor:
         meta = self.job.update(started)
         with open(self.job.log_file, "ab") as log:
             process = self.process = subprocess.Popen(
-                [sys.executable, "-m", "prefect_braket.container"],
+                [sys.executable, "-m", "prefect_braket.backends.local.container"],
                 env=self._environment(meta),
                 cwd=self.job.instance,
                 stdin=subprocess.DEVNULL,

@@ -25,31 +25,44 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import itertools
 import os
 import random
-import re
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger, get_run_logger
 
-from prefect_braket.backend import TERMINAL_STATES, JobBackend, backend_for, is_transient
-from prefect_braket.cost import PriceTable, UnknownPriceError
-from prefect_braket.job_handle import HybridJob
-from prefect_braket.job_spec import JobSpec
-from prefect_braket.metrics import MetricsParser, MetricType, Statistic
+from prefect_braket.backends.base import JobBackend
+from prefect_braket.backends.registry import backend_for
+from prefect_braket.core.errors import is_transient
+from prefect_braket.core.metrics import MetricsParser, MetricType, Statistic
+from prefect_braket.core.spec import JobSpec
+from prefect_braket.core.states import TERMINAL_STATES
+from prefect_braket.orchestration.context import (
+    artifact_key,
+    client_token,
+    current_flow_run_id,
+    retry_if_transient,
+)
+from prefect_braket.orchestration.handle import HybridJob
+from prefect_braket.orchestration.prefect_api import (
+    on_flow_run_end,
+    publish_markdown,
+    publish_progress,
+    publish_table,
+    update_progress,
+)
+from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 
 ITERATION_HYPERPARAMETERS = ("expected_iterations", "num_iterations", "max_iterations", "iterations",
                              "n_iterations", "num_tasks", "num_steps", "steps", "maxiter")
@@ -64,28 +77,10 @@ LOG_LINE_MAX_CHARS = 2_000  # a longer line is forwarded cut short, with a note;
 METRICS_TABLE_MAX_ROWS = 1_000
 
 
-def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """A `retry_condition_fn` that retries only what can succeed on retry (`backend.is_transient`)."""
-    try:
-        state.result()
-    except Exception as error:
-        return is_transient(error)
-    return False
 
 
-def artifact_key(*parts: str) -> str:
-    """An artifact key from free text: lowercase letters, digits and hyphens only."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
 
 
-def client_token() -> str | None:
-    """A token naming this task call within its flow run: the same on every retry of it."""
-    context = TaskRunContext.get()
-    if context is None:
-        return None
-    run = context.task_run
-    identity = f"{run.flow_run_id or run.id}:{run.task_key}:{run.dynamic_key}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:64]
 
 
 def device_limit_name(device_arn: str) -> str:
@@ -125,13 +120,6 @@ def wait_for_execution_window(device: Any, max_wait_seconds: float) -> None:
 OWNER_TAG = "prefect-braket:flow-run"  # on a job submitted in a flow run: the one run that may cancel it
 
 
-def current_flow_run_id() -> str | None:
-    """The id of the flow run this code runs in (from a task run too, wherever it runs), or None."""
-    task_context = TaskRunContext.get()
-    if task_context is not None and task_context.task_run.flow_run_id is not None:
-        return str(task_context.task_run.flow_run_id)
-    flow_context = FlowRunContext.get()
-    return str(flow_context.flow_run.id) if flow_context is not None and flow_context.flow_run is not None else None
 
 
 def submitted_by_this_flow_run(job: HybridJob) -> bool:
@@ -355,25 +343,21 @@ class JobWatcher:
             return min(99.0, 100.0 * (self.top_iteration + 1) / self.expected_iterations)
         return 0.0
 
-    # The artifact calls run in a worker thread under async waits: `_sync=True` keeps them blocking
-    # calls there instead of coroutines that nobody awaits.
     def _publish(self, status: str, finished: bool) -> None:
         if not self.publish_artifacts:
             return
         progress = self._progress(status)
         if self.progress_id is None:
-            self.progress_id = create_progress_artifact(
-                progress, key=f"{self.key}-progress", description=f"Progress of hybrid job {self.job.name}", _sync=True
-            )
+            self.progress_id = publish_progress(progress, f"{self.key}-progress", f"Progress of hybrid job {self.job.name}")
             self.progress_value = progress
         elif progress != self.progress_value:
-            update_progress_artifact(self.progress_id, progress, _sync=True)
+            update_progress(self.progress_id, progress)
             self.progress_value = progress
         rows = len(self.parser.rows)
         due = time.monotonic() - self.table_published_at >= self.table_every_seconds
         if rows and rows != self.table_rows_published and (due or finished):
             table, description = self._table_artifact()
-            create_table_artifact(table, key=f"{self.key}-metrics", description=description, _sync=True)
+            publish_table(table, f"{self.key}-metrics", description)
             self.table_published_at = time.monotonic()
             self.table_rows_published = rows
 
@@ -424,9 +408,7 @@ class JobWatcher:
         if meta.get("failureReason"):
             lines.append(f"| failure reason | {meta['failureReason']} |")
         lines += [f"| last {name} | {value} |" for name, value in last.items()]
-        create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description=f"Hybrid job {meta['jobName']}",
-            _sync=True,
-        )
+        publish_markdown("\n".join(lines), f"{self.key}-summary", f"Hybrid job {meta['jobName']}")
 
 
 def cancel_unless_resumable(job: HybridJob, error: BaseException, logger: Any) -> None:
@@ -462,12 +444,8 @@ def cancel_with_flow_run(job: HybridJob) -> None:
     A hook is added to the running flow (once); it cancels the flow run's unfinished jobs.
     """
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return
-    _unfinished.setdefault(context.flow_run.id, set()).add(job)
-    for hooks in (context.flow.on_crashed_hooks, context.flow.on_cancellation_hooks):
-        if _cancel_jobs_of_ended_flow not in hooks:
-            hooks.append(_cancel_jobs_of_ended_flow)
+    if context is not None and context.flow_run is not None and on_flow_run_end(_cancel_jobs_of_ended_flow):
+        _unfinished.setdefault(context.flow_run.id, set()).add(job)
 
 
 def _forget(job: HybridJob) -> None:

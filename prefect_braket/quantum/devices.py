@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from prefect_braket.programs import Program
+from prefect_braket.core.arns import LOCAL_SIMULATORS
+from prefect_braket.quantum.programs import Program
 
-LOCAL_SIMULATORS = {"local:braket/braket_sv": "braket_sv", "local:braket/braket_dm": "braket_dm"}
-AWS_DEVICE_ARN = re.compile(r"^arn:aws[a-z-]*:braket:([a-z0-9-]*):(\d*):device/(qpu|quantum-simulator)/([^/]+)/(.+)$")
-QPU_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1")
 # The local simulators take any number of shots (10^6 took 14.5 s and 470 MB); Braket's own
 # simulators, SV1 and DM1, take at most 100,000, and so do the local ones here.
 LOCAL_MAX_SHOTS = 100_000
@@ -46,21 +44,8 @@ class DeviceCapabilityError(ValueError):
     """The device cannot run this program as asked (qubits, shots, result types)."""
 
 
-def device_region(device_arn: str) -> str | None:
-    """The region an AWS device lives in (from its ARN); None for local and region-less ARNs."""
-    match = AWS_DEVICE_ARN.match(device_arn)
-    return (match.group(1) or None) if match else None
 
 
-def check_device_arn(device_arn: str) -> str:
-    """Returns a well-formed device ARN, or raises ValueError naming the accepted forms."""
-    if isinstance(device_arn, str) and (device_arn in LOCAL_SIMULATORS or AWS_DEVICE_ARN.match(device_arn)):
-        return device_arn
-    raise ValueError(
-        f"Device ARN {device_arn!r} is not one Braket knows: use 'local:braket/braket_sv', "
-        "'local:braket/braket_dm', or an AWS ARN such as 'arn:aws:braket:::device/quantum-simulator/amazon/sv1' "
-        "or 'arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1'."
-    )
 
 
 @dataclass(frozen=True)
@@ -248,7 +233,10 @@ class LocalSimulator:
         with cls._lock:
             if name not in cls._simulators:
                 # Importing the simulator takes seconds; only processes that simulate pay for it.
-                from braket.default_simulator import DensityMatrixSimulator, StateVectorSimulator
+                from braket.default_simulator import (
+                    DensityMatrixSimulator,
+                    StateVectorSimulator,
+                )
 
                 cls._simulators[name] = (StateVectorSimulator if name == "braket_sv" else DensityMatrixSimulator)()
             return cls._simulators[name]

@@ -28,10 +28,10 @@ from prefect.cache_policies import CachePolicy
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
-from prefect_braket.blocks import BraketDevice
-from prefect_braket.programs import input_sets, to_program
-from prefect_braket.results import TaskResult
-from prefect_braket.tasks import client_token, retry_if_transient
+from prefect_braket.orchestration.blocks import BraketDevice
+from prefect_braket.orchestration.context import client_token, retry_if_transient
+from prefect_braket.quantum.programs import input_sets, to_program
+from prefect_braket.quantum.results import TaskResult
 
 
 @dataclass

@@ -26,28 +26,37 @@ from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
 from pydantic import Field, PrivateAttr, field_validator
 
-from prefect_braket.aws_backend import AwsBackend, split_s3_uri
-from prefect_braket.backend import JobBackend, backend_for
-from prefect_braket.job_handle import HybridJob
-from prefect_braket.cost import Budget, BudgetExceededError
-from prefect_braket.devices import (
+from prefect_braket.backends.aws.backend import AwsBackend
+from prefect_braket.backends.base import JobBackend
+from prefect_braket.backends.registry import backend_for
+from prefect_braket.core.arns import (
     LOCAL_SIMULATORS,
+    check_device_arn,
+    device_region,
+    split_s3_uri,
+)
+from prefect_braket.core.home import package_home
+from prefect_braket.core.spec import (
+    InstanceConfig,
+    JobSpec,
+    StoppingCondition,
+    default_job_name,
+)
+from prefect_braket.jobs.budget import JobBudget, SpendingLedger
+from prefect_braket.orchestration.handle import HybridJob
+from prefect_braket.orchestration.tasks import JobWatcher
+from prefect_braket.quantum.cost import Budget, BudgetExceededError
+from prefect_braket.quantum.devices import (
     DeviceDescription,
     LocalSimulator,
     QueueDepth,
     QueueSize,
-    check_device_arn,
     check_runnable,
     create_quantum_task_request,
-    device_region,
     job_priority_token,
 )
-from prefect_braket.home import package_home
-from prefect_braket.jobs import JobBudget, SpendingLedger
-from prefect_braket.job_spec import InstanceConfig, JobSpec, StoppingCondition, default_job_name
-from prefect_braket.programs import input_sets, to_program
-from prefect_braket.results import TaskResult
-from prefect_braket.tasks import JobWatcher
+from prefect_braket.quantum.programs import input_sets, to_program
+from prefect_braket.quantum.results import TaskResult
 
 LOGO_URL = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
 DOCUMENTATION_URL = "https://docs.aws.amazon.com/braket/latest/developerguide/braket-jobs.html"

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Sequence
 
 PROGRAM_HEADER = {"name": "braket.ir.openqasm.program", "version": "1"}
@@ -52,7 +53,10 @@ def syntax_error(source: str) -> str | None:
     carries no message at all. Cached: a variational loop sends the same sources again and again.
     """
     from antlr4.error.Errors import ParseCancellationException, RecognitionException
-    from braket.default_simulator.openqasm.parser.openqasm_parser import QASM3ParsingError, parse
+    from braket.default_simulator.openqasm.parser.openqasm_parser import (
+        QASM3ParsingError,
+        parse,
+    )
 
     try:
         parse(source)
@@ -75,9 +79,14 @@ def syntax_error(source: str) -> str | None:
 
 
 def plain_value(value: Any) -> Any:
-    """A value with numpy scalars and arrays turned into Python numbers and lists."""
+    """A value as JSON holds it: numpy scalars and arrays as Python numbers and lists, complex
+    numbers as Braket's `[real, imaginary]` pairs, enums as their values."""
+    if isinstance(value, Enum):
+        return plain_value(value.value)
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return plain_value(value.tolist())
+    if isinstance(value, complex):
+        return [value.real, value.imag]
     if isinstance(value, dict):
         return {str(k): plain_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
