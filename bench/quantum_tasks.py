@@ -27,7 +27,7 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="benc
 from prefect import flow  # noqa: E402
 
 from prefect_braket import BraketDevice, run_quantum_task  # noqa: E402
-from prefect_braket.quantum.devices import LocalSimulator  # noqa: E402
+from prefect_braket.quantum.simulators import LocalSimulator  # noqa: E402
 from prefect_braket.quantum.programs import to_program  # noqa: E402
 
 PROGRAM = """OPENQASM 3.0;

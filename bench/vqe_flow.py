@@ -50,12 +50,8 @@ from vqe_h2 import ANSATZ, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
 from prefect_braket.orchestration.prefect_api import shared_sync_client  # noqa: E402
-from prefect_braket.variational import (  # noqa: E402
-    GradientDescent,
-    LoopState,
-    ParametricCost,
-    optimize,
-)
+from prefect_braket.variational import GradientDescent, ParametricCost  # noqa: E402
+from prefect_braket.variational.loop import LoopState, optimize  # noqa: E402
 
 ITERATIONS = 17
 SIZES = {"exact": 0, "shots_1000": 1000, "shots_4000": 4000}

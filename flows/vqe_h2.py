@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
@@ -49,6 +50,38 @@ cnot q[0], q[1];
 CHEMICAL_ACCURACY = 1.6e-3
 
 
+def solve_h2(device: Any, experiment_id: str, *, shots: int = 0, optimizer: str = "gradient-descent",
+             learning_rate: float = 0.4, max_iterations: int = 40, tolerance: float = 1e-7, initial_theta: float = 0.0,
+             checkpoint_location: str | None = None) -> dict:
+    """VQE for H2 on `device` inside the running flow, beside exact diagonalisation.
+
+    `vqe_h2` runs it on the device its ARN names, with the same defaults; flows/resume_demo.py
+    runs it on a device lost midway.
+    """
+    exact = H2_HAMILTONIAN.exact_ground_energy()
+    summary = run_variational(
+        ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"]),
+        [initial_theta],
+        experiment_id=experiment_id,
+        device=device,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
+        shots=shots,
+        checkpoint_location=checkpoint_location,
+        reference_energy=exact,
+    )
+    return {
+        "energy": summary["energy"],
+        "exact_energy": exact,
+        "error_hartree": summary["energy"] - exact,
+        "chemical_accuracy": abs(summary["energy"] - exact) < CHEMICAL_ACCURACY,
+        "iterations": summary["iterations"],
+        "evaluated_iterations": summary["evaluated_iterations"],
+    }
+
+
 @flow(name="vqe-h2")
 async def vqe_h2(
     experiment_id: str | None = None,
@@ -60,37 +93,15 @@ async def vqe_h2(
     tolerance: float = 1e-7,
     initial_theta: float = 0.0,
     checkpoint_location: str | None = None,
-    fail_at_iteration: int | None = None,
 ) -> dict:
     """Finds H2's ground-state energy with VQE and compares it with exact diagonalisation.
 
     Without an experiment id, each flow run is its own experiment (a retry of the run resumes it);
     with one, any run with that id resumes it.
     """
-    experiment_id = experiment_id or f"vqe-h2-{str(flow_run.id)[:8]}"
-    exact = H2_HAMILTONIAN.exact_ground_energy()
-    summary = run_variational(
-        ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"]),
-        [initial_theta],
-        experiment_id=experiment_id,
-        device=BraketDevice(device_arn=device_arn),
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        max_iterations=max_iterations,
-        tolerance=tolerance,
-        shots=shots,
-        checkpoint_location=checkpoint_location,
-        reference_energy=exact,
-        fail_at_iteration=fail_at_iteration,
-    )
-    return {
-        "energy": summary["energy"],
-        "exact_energy": exact,
-        "error_hartree": summary["energy"] - exact,
-        "chemical_accuracy": abs(summary["energy"] - exact) < CHEMICAL_ACCURACY,
-        "iterations": summary["iterations"],
-        "evaluated_iterations": summary["evaluated_iterations"],
-    }
+    return solve_h2(BraketDevice(device_arn=device_arn), experiment_id or f"vqe-h2-{str(flow_run.id)[:8]}",
+                    shots=shots, optimizer=optimizer, learning_rate=learning_rate, max_iterations=max_iterations,
+                    tolerance=tolerance, initial_theta=initial_theta, checkpoint_location=checkpoint_location)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ not pay for importing Prefect.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from prefect_braket.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -20,7 +19,9 @@ _EXPORTS = {
     "InstanceConfig": "prefect_braket.core.spec",
     "OutputDataConfig": "prefect_braket.core.spec",
     "StoppingCondition": "prefect_braket.core.spec",
+    "PrefectBraketError": "prefect_braket.core.errors",
     "JobFailedError": "prefect_braket.core.errors",
+    "CredentialsInJobError": "prefect_braket.orchestration.packaging",
     "JobNotFoundError": "prefect_braket.core.errors",
     "JobStateError": "prefect_braket.core.errors",
     "UnsafeArchiveError": "prefect_braket.core.archive",
@@ -40,25 +41,15 @@ _EXPORTS = {
     "TaskResult": "prefect_braket.quantum.results",
     "run_quantum_task": "prefect_braket.orchestration.quantum_tasks",
     "run_quantum_batch": "prefect_braket.orchestration.quantum_tasks",
-    "submit_job": "prefect_braket.orchestration.tasks",
-    "wait_for_job": "prefect_braket.orchestration.tasks",
-    "wait_for_job_async": "prefect_braket.orchestration.tasks",
-    "get_job_result": "prefect_braket.orchestration.tasks",
-    "get_job_metrics": "prefect_braket.orchestration.tasks",
-    "cancel_job": "prefect_braket.orchestration.tasks",
+    "submit_job": "prefect_braket.orchestration.submission",
+    "wait_for_job": "prefect_braket.orchestration.waiting",
+    "wait_for_job_async": "prefect_braket.orchestration.waiting",
+    "get_job_result": "prefect_braket.orchestration.waiting",
+    "get_job_metrics": "prefect_braket.orchestration.waiting",
+    "cancel_job": "prefect_braket.orchestration.waiting",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'prefect_braket' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -41,10 +41,6 @@ def replacement_token(job_arn: str) -> str:
     return hashlib.sha256(f"{job_arn}:replacement".encode()).hexdigest()[:64]
 
 
-
-
-
-
 # The most a `read_log` call returns, in bytes (about: CloudWatch answers in pages): a job that
 # wrote 200 MB is read in bounded steps, between which a waiting flow can stop.
 LOG_CHUNK_BYTES = 1 << 20
@@ -68,7 +64,25 @@ class LogChunk:
 
 @runtime_checkable
 class JobBackend(Protocol):
-    """What the Prefect layer needs from wherever jobs run."""
+    """What the Prefect layer needs from wherever jobs run.
+
+    A backend declares what differs between the places jobs run (`name`, `bills_instances`,
+    `check_dependencies`), so that callers ask it rather than test which backend it is.
+    """
+
+    name: str
+    """The name the registry knows the backend by (`registry.backend_for(..., backend=name)`): "local", "aws"."""
+
+    bills_instances: bool
+    """Whether a job's classical instances cost money while it runs: on Amazon Braket they do, by the
+    hour of their `instanceType` (a budget counts that price); the embedded engine's are local
+    processes, which cost nothing."""
+
+    def check_dependencies(self, requirements: list[str]) -> None:
+        """Raises, before the job is created, if its requirements (requirements.txt lines) cannot be
+        met where it will run. The embedded engine runs jobs in this Python environment and checks
+        it (`core.requirements.check_requirements`: ModuleNotFoundError naming what is missing);
+        Braket's container installs them, so the AWS backend checks nothing."""
 
     def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
         """Creates the job and returns its ARN; the same client token returns the same job."""
@@ -87,7 +101,7 @@ class JobBackend(Protocol):
         """Copies the job's `model.tar.gz`, as it is, to `destination_file`; returns that path.
 
         A backend only delivers the archive: what a job wrote is hostile input, and reading it is
-        the handle's, through `prefect_braket.archive`, in one place for every backend. Raises
+        the handle's, through `prefect_braket.core.archive`, in one place for every backend. Raises
         FileNotFoundError, naming the job and where the archive should be, if there is none."""
 
     def resubmit_job(self, job_arn: str, client_token: str) -> str:

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from prefect_braket.core.errors import PrefectBraketError
+
 BYTES_VARIABLE = "PREFECT_BRAKET_MAX_ARCHIVE_BYTES"
 MEMBERS_VARIABLE = "PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS"
 READ_VARIABLE = "PREFECT_BRAKET_MAX_RESULT_BYTES"
@@ -62,7 +64,7 @@ READ_STEP = 1 << 16
 _SPECIAL = {tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a fifo"}
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(PrefectBraketError, ValueError):
     """An archive was refused: a member would land outside its directory, is not a regular file,
     a directory or a link to an earlier file, or the archive is larger than allowed."""
 

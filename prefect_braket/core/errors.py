@@ -1,30 +1,38 @@
 """Errors every layer shares, and which of them are worth trying again.
 
-Every error of the package's own that a retry may cure declares it (`retryable = True`); `is_transient`
-reads that, and the codes of AWS's throttling and 5xx answers, in one place.
+Every error of the package's own derives from `PrefectBraketError` and declares whether trying
+the same call again may succeed (`retryable`); `is_transient` reads that, and the codes of AWS's
+throttling and 5xx answers, in one place. (Errors raised inside a job by the in-job runtime,
+such as `BudgetExceededError`, are the runtime's own: it imports nothing of the package.)
 """
 
 from __future__ import annotations
 
 
-class JobNotFoundError(LookupError):
+class PrefectBraketError(Exception):
+    """An error of prefect-braket's own; its message names the value at fault and the fix."""
+
+    retryable: bool = False  # whether the same call, made again, may succeed
+
+
+class JobNotFoundError(PrefectBraketError, LookupError):
     """No job with this ARN is known to the backend."""
 
 
-class JobStateError(RuntimeError):
+class JobStateError(PrefectBraketError, RuntimeError):
     """A file of a backend's own state is damaged: unreadable, or not what the backend wrote.
 
     The message names the file, what is wrong with it and the fix; other jobs are not affected,
     so a caller can report it for this job and carry on with the rest."""
 
 
-class SubmissionInProgress(RuntimeError):
+class SubmissionInProgress(PrefectBraketError, RuntimeError):
     """Another call with the same client token is still creating its job; retrying finds it."""
 
     retryable = True
 
 
-class JobFailedError(RuntimeError):
+class JobFailedError(PrefectBraketError, RuntimeError):
     """A job ended FAILED or CANCELLED; carries its failure reason and the end of its log."""
 
     def __init__(self, job_arn: str, status: str, failure_reason: str | None, log_tail: list[str]):
@@ -50,7 +58,7 @@ TRANSIENT_ERROR_CODES = frozenset({
 def is_transient(error: BaseException) -> bool:
     """Whether trying the same call again may succeed: throttling, a 5xx, a dropped connection."""
     # A TimeoutError is a deadline that passed (a wait, a flow), not a call worth repeating.
-    if isinstance(error, ConnectionError) or getattr(error, "retryable", False):
+    if isinstance(error, ConnectionError) or isinstance(error, PrefectBraketError) and error.retryable:
         return True
     response = getattr(error, "response", None)
     if isinstance(response, dict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from prefect_braket.core.arns import check_device_arn
+from prefect_braket.core.arns import check_device_arn, is_s3_uri
 
 MAX_JOB_NAME_LENGTH = 50
 JOB_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,50}(?<!-)$")
@@ -199,7 +199,7 @@ class JobSpec:
         for channel, location in self.input_data.items():
             if not CHANNEL_NAME.match(channel):
                 raise ValueError(f"Input channel name {channel!r} must be 1-64 of [A-Za-z0-9.-_].")
-            if not str(location).startswith("s3://") and not Path(location).exists():
+            if not is_s3_uri(location) and not Path(location).exists():
                 raise FileNotFoundError(f"Input data for channel {channel!r} not found: {location}")
 
     def _check_source(self) -> None:

@@ -12,13 +12,11 @@ run and whose `fetch_result()` returns its `results.json`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence
 
 import anyio
 from prefect.blocks.abstract import JobBlock, JobRun
@@ -26,14 +24,13 @@ from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
 from pydantic import Field, PrivateAttr, field_validator
 
-from prefect_braket.backends.aws.backend import AwsBackend
 from prefect_braket.backends.base import JobBackend
-from prefect_braket.backends.registry import backend_for
+from prefect_braket.backends.registry import backend_for, backend_name
 from prefect_braket.core.arns import (
     LOCAL_SIMULATORS,
     check_device_arn,
     device_region,
-    split_s3_uri,
+    is_qpu,
 )
 from prefect_braket.core.home import package_home
 from prefect_braket.core.spec import (
@@ -42,21 +39,23 @@ from prefect_braket.core.spec import (
     StoppingCondition,
     default_job_name,
 )
-from prefect_braket.jobs.budget import JobBudget, SpendingLedger
+from prefect_braket.jobs.budget import SpendingLedger
 from prefect_braket.orchestration.handle import HybridJob
-from prefect_braket.orchestration.tasks import JobWatcher
-from prefect_braket.quantum.cost import Budget, BudgetExceededError
+from prefect_braket.orchestration.watcher import JobWatcher
+from prefect_braket.quantum.braket_tasks import BraketTaskExecutor
+from prefect_braket.quantum.cost import Budget
 from prefect_braket.quantum.devices import (
     DeviceDescription,
-    LocalSimulator,
     QueueDepth,
     QueueSize,
-    check_runnable,
-    create_quantum_task_request,
-    job_priority_token,
 )
+from prefect_braket.quantum.executor import TaskExecutor, run_programs
 from prefect_braket.quantum.programs import input_sets, to_program
 from prefect_braket.quantum.results import TaskResult
+from prefect_braket.quantum.simulators import LocalSimulatorExecutor
+
+if TYPE_CHECKING:
+    from prefect_braket.backends.aws.backend import AwsBackend
 
 LOGO_URL = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
 DOCUMENTATION_URL = "https://docs.aws.amazon.com/braket/latest/developerguide/braket-jobs.html"
@@ -138,8 +137,7 @@ class BraketHybridJob(JobBlock[dict]):
 
     def job_backend(self) -> JobBackend:
         """The backend this configuration's jobs run on."""
-        choice = None if self.backend == "auto" else self.backend
-        if (choice or ("local" if self.device.startswith("local:") else "aws")) == "aws":
+        if backend_name(self.device, None if self.backend == "auto" else self.backend) == "aws":
             return aws_backend_for(self.aws_credentials, device_region(self.device))
         return backend_for(self.device, "local", **({"root": self.engine_home} if self.engine_home else {}))
 
@@ -218,7 +216,7 @@ class BraketDevice(Block):
 
     _budget: Optional[Budget] = PrivateAttr(default=None)
     _budget_given: bool = PrivateAttr(default=False)
-    _backend: Optional[AwsBackend] = PrivateAttr(default=None)
+    _backend: Optional["AwsBackend"] = PrivateAttr(default=None)
     _device_description: Optional[tuple[float, DeviceDescription]] = PrivateAttr(default=None)
 
     def __init__(self, budget: Optional[Budget] = None, **data: Any):
@@ -274,7 +272,7 @@ class BraketDevice(Block):
             budget.max_cost_usd = self.max_cost_usd
         return budget
 
-    def backend(self) -> AwsBackend:
+    def backend(self) -> "AwsBackend":
         """The Amazon Braket backend for this device: its credentials, in its region."""
         if self.is_local:
             raise ValueError(f"{self.device_arn} is a local simulator; it has no AWS backend.")
@@ -293,12 +291,15 @@ class BraketDevice(Block):
         cached = self._device_description
         if cached and time.monotonic() - cached[0] <= max_age_seconds:
             return cached[1]
-        if self.is_local:
-            description = LocalSimulator.describe(self.device_arn)
-        else:
-            description = DeviceDescription.from_get_device(self.braket_client().get_device(deviceArn=self.device_arn))
+        description = self.executor().describe()
         self._device_description = (time.monotonic(), description)
         return description
+
+    def executor(self) -> TaskExecutor:
+        """What runs this device's tasks: the local simulators, or Amazon Braket with this block's credentials."""
+        if self.is_local:
+            return LocalSimulatorExecutor(self.device_arn)
+        return BraketTaskExecutor(self.device_arn, self.backend(), self.s3_bucket, self.s3_prefix, self.reservation_arn)
 
     def status(self) -> str:
         """ONLINE, OFFLINE or RETIRED."""
@@ -322,7 +323,7 @@ class BraketDevice(Block):
             return shots
         if self.default_shots is not None:
             return self.default_shots
-        return DEFAULT_SHOTS_QPU if "/qpu/" in self.device_arn else 0
+        return DEFAULT_SHOTS_QPU if is_qpu(self.device_arn) else 0
 
     def estimate_cost(self, shots: Optional[int] = None, tasks: int = 1) -> float:
         """The estimated price of `tasks` tasks with `shots` shots (simulators: at their minimum billed time)."""
@@ -360,69 +361,11 @@ class BraketDevice(Block):
         A `client_token` that is the same on every retry (the Prefect tasks pass one) makes a retried
         batch get back the tasks it already created on Amazon Braket.
         """
-        per_program = input_sets(programs, inputs)
-        shots = self.resolve_shots(shots)
-        description = self.description(DESCRIPTION_MAX_AGE_SECONDS)
-        resolved = [to_program(p, i) for p, i in zip(programs, per_program)]
-        for program in resolved:
-            check_runnable(description, program, shots)
-        token = job_priority_token(self.device_arn)
+        resolved = [to_program(p, i) for p, i in zip(programs, input_sets(programs, inputs))]
         budget = self.budget
-        prices = budget.prices
-        estimate = prices.task_cost(self.device_arn, shots) * len(resolved)
-        what = f"A {shots}-shot task on {self.device_arn}" if len(resolved) == 1 else (
-            f"A batch of {len(resolved)} {shots}-shot tasks on {self.device_arn}")
-        budgets = [budget, *filter(None, [JobBudget.current()])]  # inside a job with max_cost_usd, its budget too
-        reserved: list[Any] = []
-        try:
-            for each in budgets:
-                each.reserve(estimate, what)
-                reserved.append(each)
-        except BudgetExceededError:
-            for each in reserved:
-                each.settle(estimate, 0.0)
-            raise
-        parallel = max_parallel or self.max_parallel
-        priority = "Priority" if token else "Normal"
-        try:
-            if self.is_local:
-                # The simulator holds the GIL: threads measured no faster than a loop, and cost their start-up.
-                runs = [LocalSimulator.run(self.device_arn, p, shots) for p in resolved]
-                results = [
-                    TaskResult.from_gate_model(document, arn, self.device_arn, program=program, queue_priority=priority,
-                                               cost_usd=0.0, execution_duration_ms=elapsed)
-                    for program, (arn, document, elapsed) in zip(resolved, runs)
-                ]
-            else:
-                bucket, prefix = self._results_location()
-                requests = [
-                    create_quantum_task_request(self.device_arn, program, shots, bucket, prefix, token, self.reservation_arn)
-                    for program in resolved
-                ]
-                tokens = None if client_token is None else [
-                    hashlib.sha256(f"{client_token}:{index}".encode()).hexdigest() for index in range(len(requests))
-                ]
-                finished = self.backend().run_quantum_tasks(requests, max_parallel=parallel, client_tokens=tokens)
-                results = []
-                for program, (task, document) in zip(resolved, finished):
-                    result = TaskResult.from_gate_model(document, task["quantumTaskArn"], self.device_arn,
-                                                        program=program, queue_priority=priority)
-                    result.cost_usd = prices.task_cost(self.device_arn, shots, result.execution_duration_ms)
-                    results.append(result)
-        except BaseException:
-            for each in budgets:
-                each.settle(estimate, 0.0)
-            raise
-        for each in budgets:
-            each.settle(estimate, sum(r.cost_usd for r in results))
-        return results
-
-    def _results_location(self) -> tuple[str, str]:
-        # Inside a job, tasks write where the job's tasks go (Braket's AMZN_BRAKET_TASK_RESULTS_S3_URI).
-        in_job = os.environ.get("AMZN_BRAKET_TASK_RESULTS_S3_URI", "")
-        if in_job.startswith("s3://") and not self.s3_bucket:
-            return split_s3_uri(in_job)
-        return self.s3_bucket or self.backend().default_bucket(self.region), self.s3_prefix
+        return run_programs(self.executor(), self.description(DESCRIPTION_MAX_AGE_SECONDS), resolved,
+                            self.resolve_shots(shots), budget, budget.prices, max_parallel or self.max_parallel,
+                            client_token)
 
 
 _BUDGET_LOCK = threading.Lock()
@@ -438,10 +381,9 @@ class _Hidden:
         return self.text
 
 
-def aws_backend_for(credentials: Optional[AwsCredentials], region: Optional[str]) -> AwsBackend:
-    """An `AwsBackend` with prefect-aws credentials (profile, keys, assumed role, endpoint override)."""
+def aws_backend_for(credentials: Optional[AwsCredentials], region: Optional[str]) -> "AwsBackend":
+    """The Amazon Braket backend with prefect-aws credentials (profile, keys, assumed role, endpoint override)."""
     if credentials is None:
-        return AwsBackend(region=region)
-    endpoint = credentials.aws_client_parameters.endpoint_url
-    return AwsBackend(session=credentials.get_boto3_session(), region=region or credentials.region_name,
-                      endpoint_url=endpoint)
+        return backend_for("", "aws", region=region)
+    return backend_for("", "aws", session=credentials.get_boto3_session(), region=region or credentials.region_name,
+                       endpoint_url=credentials.aws_client_parameters.endpoint_url)

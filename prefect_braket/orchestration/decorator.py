@@ -1,31 +1,24 @@
 """`hybrid_job`: Braket's decorator, running on the embedded engine or on Amazon Braket.
 
-Code written for `braket.jobs.hybrid_job` adopts it by changing its import. The decorated
-function is pickled with its arguments into an entry point that Braket's container and the
-embedded engine both run; calling it submits a job and returns a `HybridJob` at once. Inside a
-Prefect flow the submission is a task run, retried without ever creating a second job.
+Code written for `braket.jobs.hybrid_job` adopts it by changing its import. A call of the
+decorated function goes through three steps: the decorator's options are checked once, at
+decoration (`JobOptions`); each call is packed into a job's source (`packaging.packaged`); the
+job is submitted, inside a Prefect flow as a task run retried without ever creating a second job
+(`submission`), and returned as a `HybridJob` at once unless asked to wait.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import io
-import os
-import re
 import sys
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
-import cloudpickle
-
-from prefect_braket import jobs as jobs_module
 from prefect_braket.backends.base import JobBackend
-from prefect_braket.backends.registry import backend_for
-from prefect_braket.core.arns import check_device_arn
-from prefect_braket.core.requirements import check_requirements
+from prefect_braket.backends.registry import backend_for, backend_name
+from prefect_braket.core.arns import check_device_arn, is_s3_uri
 from prefect_braket.core.spec import (
     RESERVED_CHANNEL,
     CheckpointConfig,
@@ -33,134 +26,102 @@ from prefect_braket.core.spec import (
     JobSpec,
     OutputDataConfig,
     StoppingCondition,
-    default_job_name,
-    hyperparameters_from_call,
     validate_job_name,
 )
 from prefect_braket.jobs import PersistedJobDataFormat
-from prefect_braket.jobs.entry import run_decorated_function
+from prefect_braket.orchestration.blocks import BraketDevice
 from prefect_braket.orchestration.context import in_flow_run
 from prefect_braket.orchestration.handle import HybridJob
+from prefect_braket.orchestration.packaging import packaged
+from prefect_braket.orchestration.submission import run_job_exclusively, submit_job
+from prefect_braket.orchestration.waiting import wait_for_job
 from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 
-ENTRY_POINT_TEMPLATE = '''"""Runs {function} as a hybrid job; written by prefect_braket.hybrid_job."""
-from pathlib import Path
 
-import cloudpickle
+@dataclass(frozen=True)
+class JobOptions:
+    """`hybrid_job`'s options, checked once, at decoration: a device that does not exist, a bad
+    name or budget, a reserved channel fail there, before any call packs or uploads anything."""
 
+    device: str
+    device_block: BraketDevice | None
+    backend: JobBackend | None  # given, or the block's (its credentials and region)
+    backend_name: str
+    include_modules: list[str | ModuleType]
+    requirements: list[str]
+    channels: dict[str, str]
+    data_format: PersistedJobDataFormat
+    job_name: str | None
+    max_cost_usd: float | None
+    wait_until_complete: bool
+    device_concurrency_limit: bool
+    wait_for_execution_window: bool
+    max_window_wait_seconds: float
+    create_job: dict[str, Any] = field(default_factory=dict)  # CreateJob's own settings, as JobSpec names them
 
-def {function}():
-    return cloudpickle.loads(Path(__file__).with_name("function.pkl").read_bytes())()
-'''
+    @classmethod
+    def resolve(cls, device: str | BraketDevice, local: bool, backend: str | JobBackend | None,
+                include_modules: str | ModuleType | Iterable[str | ModuleType] | None,
+                dependencies: str | Path | list[str] | None, input_data: str | Path | dict[str, str | Path] | None,
+                data_format: PersistedJobDataFormat | str, job_name: str | None, max_cost_usd: float | None,
+                **settings: Any) -> "JobOptions":
+        block = device if isinstance(device, BraketDevice) else None
+        arn = check_device_arn(block.device_arn if block is not None else device)
+        if job_name is not None:
+            validate_job_name(job_name)
+        if max_cost_usd is not None and not (isinstance(max_cost_usd, (int, float)) and max_cost_usd >= 0):
+            raise ValueError(f"max_cost_usd={max_cost_usd!r} must be a number of US dollars, at least 0.")
+        given = None if backend is None or isinstance(backend, str) else backend
+        name = backend_name(arn, backend if isinstance(backend, str) else None, local)
+        if given is None and block is not None and not block.is_local and name == "aws":
+            given = block.backend()
+        channels = {} if input_data is None else input_data if isinstance(input_data, dict) else {"input": input_data}
+        if RESERVED_CHANNEL in channels:
+            raise ValueError(f"Input channel name {RESERVED_CHANNEL!r} is reserved; choose another channel name.")
+        modules = [include_modules] if isinstance(include_modules, (str, ModuleType)) else list(include_modules or [])
+        creation = {key: settings.pop(key) for key in (
+            "image_uri", "instance_config", "copy_checkpoints_from_job", "checkpoint_config", "role_arn",
+            "stopping_condition", "output_data_config", "tags", "reservation_arn")}
+        return cls(device=arn, device_block=block, backend=given, backend_name=name, include_modules=modules,
+                   requirements=_requirement_lines(dependencies), channels={c: str(p) for c, p in channels.items()},
+                   data_format=PersistedJobDataFormat.parse(data_format), job_name=job_name, max_cost_usd=max_cost_usd,
+                   create_job=creation, **settings)
 
+    @property
+    def local_paths(self) -> dict[str, str]:
+        """The input channels given as local paths, which keep working inside the function."""
+        return {channel: path for channel, path in self.channels.items() if not is_s3_uri(path)}
 
-def _modules_by_value(func: Callable[..., Any], include_modules: Iterable[str | ModuleType]) -> list[ModuleType]:
-    """The modules whose code travels inside the pickle rather than by import."""
-    modules = [importlib.import_module(m) if isinstance(m, str) else m for m in include_modules]
-    own = sys.modules.get(func.__module__)
-    own_file = getattr(own, "__file__", None) or ""
-    # The function's own module is user code the job may not be able to import; installed
-    # packages (site-packages) are importable where the job runs.
-    if own is not None and func.__module__ != "__main__" and own_file and not any(
-        part in ("site-packages", "dist-packages") for part in Path(own_file).parts
-    ):
-        modules.append(own)
-    return modules
+    def job_backend(self) -> JobBackend:
+        # Per call: the engine's home is read when the job is submitted.
+        return self.backend or backend_for(self.device, self.backend_name)
 
+    def spec(self, **fields: Any) -> JobSpec:
+        """The job's `JobSpec`: these options, and the call's own `fields` (name, source, ...)."""
+        settings = self.create_job
+        return JobSpec(
+            device=self.device, input_data=dict(self.channels),
+            instance_config=settings["instance_config"] or InstanceConfig(),
+            stopping_condition=settings["stopping_condition"] or StoppingCondition(),
+            checkpoint_config=settings["checkpoint_config"] or CheckpointConfig(),
+            output_data_config=settings["output_data_config"] or OutputDataConfig(),
+            copy_checkpoints_from_job=settings["copy_checkpoints_from_job"], image_uri=settings["image_uri"],
+            role_arn=settings["role_arn"], reservation_arn=settings["reservation_arn"],
+            tags=dict(settings["tags"] or {}), python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
+            **fields,
+        )
 
-class CredentialsInJobError(TypeError):
-    """A secret would travel inside a job's code, where whoever reads the job's source can read it."""
-
-
-def _credential_kind(obj: Any) -> str | None:
-    """"aws" for prefect-aws credentials, "secret" for other secrets, None for anything else.
-
-    Only modules already imported can have made `obj`, so nothing is imported to ask.
-    """
-    kinds = (("prefect_aws.credentials", "AwsCredentials", "aws"), ("pydantic", "SecretStr", "secret"),
-             ("pydantic", "SecretBytes", "secret"), ("botocore.credentials", "Credentials", "secret"),
-             ("botocore.credentials", "ReadOnlyCredentials", "secret"), ("boto3.session", "Session", "secret"))
-    for module, name, kind in kinds:
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(obj, cls):
-            return kind
-    return None
-
-
-class _JobPickler(cloudpickle.Pickler):
-    """Pickles a job's call with no credentials in it: the pickle is the job's source, stored in S3.
-
-    prefect-aws `AwsCredentials` (inside a `BraketDevice` argument, say) arrive in the job as None,
-    so the device uses the job's own credentials: its execution role on Amazon Braket, this
-    environment's on the embedded engine. Other secrets are refused.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = _credential_kind(obj)
-        if kind == "aws":
-            return type(None), ()
-        if kind:
-            raise CredentialsInJobError(
-                f"A {type(obj).__name__} would travel inside the job's code, readable by anyone who can read its "
-                "source archive. Pass no secrets to a hybrid job: give it a role (role_arn=) or read the secret "
-                "inside the job (AWS Secrets Manager, for example)."
-            )
-        return super().reducer_override(obj)
-
-
-def _pickle_call(func: Callable[..., Any], by_value: list[ModuleType], entry: Callable[[], Any]) -> bytes:
-    registered = []
-    try:
-        for module in [jobs_module, *by_value]:
-            if module.__name__ not in cloudpickle.list_registry_pickle_by_value():
-                cloudpickle.register_pickle_by_value(module)
-                registered.append(module)
-        with io.BytesIO() as buffer:
-            _JobPickler(buffer).dump(entry)
-            return buffer.getvalue()
-    except CredentialsInJobError:
-        raise
-    except Exception as error:
-        raise RuntimeError(
-            f"Serialization failed for hybrid job {func.__name__}: {type(error).__name__}: {error}. "
-            "The function and its arguments are pickled with cloudpickle: create objects such as "
-            "locks, clients, sessions and open files inside the function instead of capturing them."
-        ) from error
-    finally:
-        for module in registered:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-def _shown(value: Any) -> Any:
-    """An argument as the job's hyperparameters show it: credentials by their type only."""
-    return f"<{type(value).__name__}: not shipped>" if _credential_kind(value) else value
-
-
-def _instance_usd_per_hour(backend: JobBackend, config: InstanceConfig) -> float:
-    """What the job's instances cost an hour: nothing on the embedded engine."""
-    if getattr(backend, "name", None) == "local":
-        return 0.0
-    try:
-        return PriceTable.default().job_instance_cost(config.instanceType, 3600.0, config.instanceCount)
-    except UnknownPriceError as error:
-        raise ValueError(f"max_cost_usd needs the price of the job's instance: {error.args[0]} Add it to a price "
-                         "table of your own ($PREFECT_BRAKET_PRICES), or leave max_cost_usd out.") from None
-
-
-def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]:
-    if dependencies is None:
-        return []
-    if isinstance(dependencies, (list, tuple)):
-        return [str(d) for d in dependencies]
-    path = Path(dependencies)
-    if not path.is_file():
-        raise FileNotFoundError(f"dependencies {str(path)!r} is not a requirements file (or pass a list of requirements).")
-    return path.read_text().splitlines()
+    def budget(self, backend: JobBackend) -> dict[str, float] | None:
+        """What the job's `JobBudget` starts from, or None without `max_cost_usd`."""
+        if self.max_cost_usd is None:
+            return None
+        config = self.create_job["instance_config"] or InstanceConfig()
+        return {"max_cost_usd": self.max_cost_usd, "instance_usd_per_hour": _instance_usd_per_hour(backend, config)}
 
 
 def hybrid_job(
     *,
-    device: Any,
+    device: str | BraketDevice,
     include_modules: str | ModuleType | Iterable[str | ModuleType] | None = None,
     dependencies: str | Path | list[str] | None = None,
     local: bool = False,
@@ -240,98 +201,18 @@ def hybrid_job(
         job.result()               # {"final_theta": 0.5}
         ```
     """
-    device_block = device if hasattr(device, "device_arn") else None
-    # Refused here, at decoration: a job for a device that does not exist would run (locally) or
-    # upload its code (on AWS) before anything noticed.
-    device = check_device_arn(device_block.device_arn if device_block is not None else device)
-    if job_name is not None:
-        validate_job_name(job_name)
-    if max_cost_usd is not None and not (isinstance(max_cost_usd, (int, float)) and max_cost_usd >= 0):
-        raise ValueError(f"max_cost_usd={max_cost_usd!r} must be a number of US dollars, at least 0.")
-    fmt = PersistedJobDataFormat.parse(data_format)
-    requirements = _requirement_lines(dependencies)
-    given_backend = None if backend is None or isinstance(backend, str) else backend
-    if (given_backend is None and device_block is not None and not device_block.is_local and not local
-            and backend in (None, "aws")):
-        given_backend = device_block.backend()  # the block's credentials and region
-    backend_name = ("local" if local else None) if backend is None else backend if given_backend is None else None
-    if given_backend is None:
-        backend_for(device, backend_name)  # a wrong choice fails here, at decoration
-    if isinstance(include_modules, (str, ModuleType)):
-        include_modules = [include_modules]
-    channels = {} if input_data is None else input_data if isinstance(input_data, dict) else {"input": input_data}
-    if RESERVED_CHANNEL in channels:
-        raise ValueError(f"Input channel name {RESERVED_CHANNEL!r} is reserved; choose another channel name.")
-    local_paths = {c: str(p) for c, p in channels.items() if not str(p).startswith("s3://")}
+    # Everything given, by its parameter's name: the options are checked here, once, at decoration.
+    options = JobOptions.resolve(**locals())
 
     def decorate(func: Callable[..., Any]) -> Callable[..., HybridJob]:
-        by_value = _modules_by_value(func, include_modules or [])
-
         @functools.wraps(func)
         def job_wrapper(*args: Any, **kwargs: Any) -> HybridJob:
-            # Resolved per call: the engine's home is read when the job is submitted.
-            job_backend = given_backend or backend_for(device, backend_name)
-            if requirements and getattr(job_backend, "name", None) == "local":
-                check_requirements(requirements)
-            hyperparameters = hyperparameters_from_call(func, tuple(map(_shown, args)),
-                                                        {name: _shown(value) for name, value in kwargs.items()})
-            budget = None if max_cost_usd is None else {
-                "max_cost_usd": max_cost_usd,
-                "instance_usd_per_hour": _instance_usd_per_hour(job_backend, instance_config or InstanceConfig()),
-            }
-            entry = functools.partial(run_decorated_function, functools.partial(func, *args, **kwargs), local_paths,
-                                      fmt.value, budget)
-            payload = _pickle_call(func, by_value, entry)
-            entry_function = re.sub(r"\W", "_", func.__name__)  # a lambda's name is "<lambda>"
-            with tempfile.TemporaryDirectory(prefix="prefect-braket-") as tmp:
-                source = Path(tmp) / f"decorator_job_{os.urandom(4).hex()}"
-                source.mkdir()
-                (source / "function.pkl").write_bytes(payload)
-                (source / "entry_point.py").write_text(
-                    ENTRY_POINT_TEMPLATE.format(function=entry_function)
-                )
-                # The job unpickles with the cloudpickle that pickled it.
-                pins = [f"cloudpickle=={cloudpickle.__version__}"]
-                (source / "requirements.txt").write_text("\n".join([*requirements, *pins]) + "\n")
-                spec = JobSpec(
-                    job_name=job_name or default_job_name(func),
-                    device=device,
-                    source_module=source,
-                    entry_point=f"{source.name}.entry_point:{entry_function}",
-                    hyperparameters=hyperparameters,
-                    input_data={c: str(p) for c, p in channels.items()},
-                    instance_config=instance_config or InstanceConfig(),
-                    stopping_condition=stopping_condition or StoppingCondition(),
-                    checkpoint_config=checkpoint_config or CheckpointConfig(),
-                    output_data_config=output_data_config or OutputDataConfig(),
-                    copy_checkpoints_from_job=copy_checkpoints_from_job,
-                    image_uri=image_uri,
-                    role_arn=role_arn,
-                    reservation_arn=reservation_arn,
-                    tags=dict(tags or {}),
-                    python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
-                )
+            backend = options.job_backend()
+            backend.check_dependencies(options.requirements)
+            with packaged(func, args, kwargs, options, options.budget(backend)) as spec:
+                job = _submit(spec, backend, options)
+            if options.wait_until_complete:
                 if in_flow_run():
-                    from prefect_braket.orchestration.tasks import (
-                        run_job_exclusively,
-                        submit_job,
-                    )
-
-                    window = None
-                    if wait_for_execution_window:
-                        from prefect_braket.orchestration.blocks import BraketDevice
-
-                        window = device_block or BraketDevice(device_arn=device)
-                    submit = run_job_exclusively if device_concurrency_limit else submit_job
-                    job = submit.with_options(task_run_name=f"submit-{spec.job_name}")(
-                        spec, job_backend, window, max_window_wait_seconds
-                    )
-                else:
-                    job = HybridJob(job_backend.create_job(spec), job_backend)
-            if wait_until_complete:
-                if in_flow_run():
-                    from prefect_braket.orchestration.tasks import wait_for_job
-
                     job.follow_replacement(wait_for_job(job))
                 else:
                     job.wait_until_complete()
@@ -340,3 +221,37 @@ def hybrid_job(
         return job_wrapper
 
     return decorate
+
+
+def _submit(spec: JobSpec, backend: JobBackend, options: JobOptions) -> HybridJob:
+    """Creates the job: outside a flow at once, inside one as a task run that a retry cannot repeat."""
+    if not in_flow_run():
+        return HybridJob(backend.create_job(spec), backend)
+    window = None
+    if options.wait_for_execution_window:
+        window = options.device_block or BraketDevice(device_arn=options.device)
+    submit = run_job_exclusively if options.device_concurrency_limit else submit_job
+    return submit.with_options(task_run_name=f"submit-{spec.job_name}")(
+        spec, backend, window, options.max_window_wait_seconds)
+
+
+def _instance_usd_per_hour(backend: JobBackend, config: InstanceConfig) -> float:
+    """What the job's instances cost an hour: nothing on the embedded engine."""
+    if not backend.bills_instances:
+        return 0.0
+    try:
+        return PriceTable.default().job_instance_cost(config.instanceType, 3600.0, config.instanceCount)
+    except UnknownPriceError as error:
+        raise ValueError(f"max_cost_usd needs the price of the job's instance: {error.args[0]} Add it to a price "
+                         "table of your own ($PREFECT_BRAKET_PRICES), or leave max_cost_usd out.") from None
+
+
+def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]:
+    if dependencies is None:
+        return []
+    if isinstance(dependencies, (list, tuple)):
+        return [str(d) for d in dependencies]
+    path = Path(dependencies)
+    if not path.is_file():
+        raise FileNotFoundError(f"dependencies {str(path)!r} is not a requirements file (or pass a list of requirements).")
+    return path.read_text().splitlines()

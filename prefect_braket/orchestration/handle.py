@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,9 +30,11 @@ from prefect_braket.core.archive import read_member, safe_extract, vacant
 from prefect_braket.core.errors import JobFailedError
 from prefect_braket.core.home import package_home, private_directory
 from prefect_braket.core.metrics import MetricsParser, MetricType, Statistic
+from prefect_braket.core.polling import Backoff
 from prefect_braket.core.states import TERMINAL_STATES
 from prefect_braket.jobs.data_persistence import RESULTS_FILE, load_persisted_data
 from prefect_braket.orchestration.context import in_flow_run
+from prefect_braket.orchestration.waiting import get_job_result, wait_for_job
 
 LOG_TAIL_LINES = 20
 
@@ -191,18 +192,17 @@ class HybridJob:
         `resubmit_on_instance_failure` times in its lineage, and the wait goes on with the new job.
         """
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        delay = min(0.05, poll_interval_seconds)
+        backoff = Backoff(poll_interval_seconds)
         while True:
             meta = self.metadata()
             if meta["status"] in TERMINAL_STATES:
                 if self.replace_if_lost(resubmit_on_instance_failure):
-                    delay = min(0.05, poll_interval_seconds)
+                    backoff.reset()
                     continue
                 return meta
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.name}: polling for job completion timed out after {timeout_seconds} s.")
-            time.sleep(delay * random.uniform(0.9, 1.1))
-            delay = min(delay * 1.5, poll_interval_seconds)
+            time.sleep(backoff.next())
 
     def failure(self) -> JobFailedError:
         """The error describing why this job did not complete."""
@@ -225,8 +225,6 @@ class HybridJob:
             UnsafeArchiveError: the job's `model.tar.gz` was refused (see `fetch_result`).
         """
         if in_flow_run():
-            from prefect_braket.orchestration.tasks import get_job_result, wait_for_job
-
             self.follow_replacement(wait_for_job(
                 self, poll_interval_seconds=poll_interval_seconds, timeout_seconds=poll_timeout_seconds,
                 resubmit_on_instance_failure=resubmit_on_instance_failure))

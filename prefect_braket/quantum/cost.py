@@ -8,6 +8,7 @@ Braket's billing: QPUs per task plus per shot; simulators per minute of executio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,15 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 from prefect_braket.core.arns import AWS_DEVICE_ARN, LOCAL_SIMULATORS
+from prefect_braket.core.errors import PrefectBraketError
 from prefect_braket.jobs.budget import BudgetExceededError, SpendingLedger
 
-__all__ = ["Budget", "BudgetExceededError", "PriceTable", "UnknownPriceError"]
+__all__ = ["Budget", "BudgetExceededError", "PriceTable", "UnknownPriceError", "reserving"]
 
 
-class UnknownPriceError(KeyError):
+class UnknownPriceError(PrefectBraketError, KeyError):
     """The price table has no price for this device or instance."""
 
 
@@ -133,3 +135,23 @@ class Budget:
     def reset(self) -> None:
         """Counts from $0 again (a saved block's spending is kept until then)."""
         self.ledger.update(lambda spent: 0.0)
+
+
+@contextlib.contextmanager
+def reserving(budgets: Sequence[Any], estimate_usd: float, what: str) -> Iterator[Callable[[float], None]]:
+    """Reserves `estimate_usd` against every budget (`Budget`, `JobBudget`), or against none if one
+    refuses; the work inside calls the yielded `settle(actual_usd)` once it knows what it cost.
+    Work that fails costs $0; work that never says counts its estimate."""
+    reserved: list[Any] = []
+    try:
+        for budget in budgets:
+            budget.reserve(estimate_usd, what)
+            reserved.append(budget)
+        actual: list[float] = []
+        yield actual.append
+    except BaseException:
+        for budget in reserved:
+            budget.settle(estimate_usd, 0.0)
+        raise
+    for budget in reserved:
+        budget.settle(estimate_usd, actual[-1] if actual else estimate_usd)

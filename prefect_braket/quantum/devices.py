@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from prefect_braket.core.arns import LOCAL_SIMULATORS
+from prefect_braket.core.errors import PrefectBraketError
 from prefect_braket.quantum.programs import Program
 
 # The local simulators take any number of shots (10^6 took 14.5 s and 470 MB); Braket's own
@@ -28,7 +25,7 @@ LOCAL_MAX_SHOTS = 100_000
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(PrefectBraketError, RuntimeError):
     """The device is OFFLINE or RETIRED, so nothing sent to it would run.
 
     `retryable` is True for OFFLINE (devices come back), False for RETIRED.
@@ -40,7 +37,7 @@ class DeviceUnavailableError(RuntimeError):
         self.retryable = status == "OFFLINE"
 
 
-class DeviceCapabilityError(ValueError):
+class DeviceCapabilityError(PrefectBraketError, ValueError):
     """The device cannot run this program as asked (qubits, shots, result types)."""
 
 
@@ -221,51 +218,6 @@ def check_runnable(description: DeviceDescription, program: Program, shots: int)
             )
 
 
-class LocalSimulator:
-    """The local simulators of `amazon-braket-default-simulator`, loaded once per process."""
-
-    _lock = threading.Lock()
-    _simulators: dict[str, Any] = {}
-
-    @classmethod
-    def simulator(cls, device_arn: str) -> Any:
-        name = LOCAL_SIMULATORS[device_arn]
-        with cls._lock:
-            if name not in cls._simulators:
-                # Importing the simulator takes seconds; only processes that simulate pay for it.
-                from braket.default_simulator import (
-                    DensityMatrixSimulator,
-                    StateVectorSimulator,
-                )
-
-                cls._simulators[name] = (StateVectorSimulator if name == "braket_sv" else DensityMatrixSimulator)()
-            return cls._simulators[name]
-
-    @classmethod
-    def describe(cls, device_arn: str) -> DeviceDescription:
-        properties = cls.simulator(device_arn).properties
-        action = properties.action["braket.ir.openqasm.program"]
-        return DeviceDescription(
-            arn=device_arn,
-            name=LOCAL_SIMULATORS[device_arn],
-            provider="braket",
-            device_type="SIMULATOR",
-            status="ONLINE",
-            qubit_count=int(properties.paradigm.qubitCount),
-            shots_range=(int(properties.service.shotsRange[0]),
-                         min(int(properties.service.shotsRange[1]), LOCAL_MAX_SHOTS)),
-            result_types={r.name.lower(): (int(r.minShots or 0), int(r.maxShots or 0)) for r in action.supportedResultTypes},
-        )
-
-    @classmethod
-    def run(cls, device_arn: str, program: Program, shots: int) -> tuple[str, dict[str, Any], float]:
-        """Runs a program; returns a task ARN, the `GateModelTaskResult` document and the time it took (ms)."""
-        from braket.ir.openqasm import Program as OpenQASMProgram
-
-        started = time.perf_counter()
-        result = cls.simulator(device_arn).run(OpenQASMProgram(source=program.source, inputs=program.inputs), shots=shots)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return f"local:task/{uuid.uuid4()}", result.dict(), elapsed_ms
 
 
 class PriorityWarning(UserWarning):

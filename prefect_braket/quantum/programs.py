@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Sequence
 
+from prefect_braket.core.errors import PrefectBraketError
+
 PROGRAM_HEADER = {"name": "braket.ir.openqasm.program", "version": "1"}
 INPUT_DECLARATION = re.compile(r"^\s*input\s+[\w\[\], ]+?\s+(\w+)\s*;", re.MULTILINE)
 LEGACY_QUBIT_REGISTER = re.compile(r"^\s*qreg\s+\w+\s*\[\s*(\d+)\s*\]\s*;", re.MULTILINE)
@@ -41,7 +43,7 @@ RESULT_TYPE_NAMES = {
 }
 
 
-class ProgramSyntaxError(ValueError):
+class ProgramSyntaxError(PrefectBraketError, ValueError):
     """OpenQASM source that does not parse; the message names the line and what was expected."""
 
 

@@ -3,80 +3,46 @@
 It creates jobs exactly as Braket's SDK does (the same CreateJob request, S3 layout, default
 bucket and container images), and behaves better where that client is weak: the client token
 is the caller's (a retried submission returns the same job), results are downloaded into a
-file the call owns and read confined (`prefect_braket.archive`), a failed job is an error
+file the call owns and read confined (`prefect_braket.core.archive`), a failed job is an error
 rather than `{}`, logs are read even before their group exists, and task results are fetched
 concurrently.
 
-Clients are created in the region of the device (or job) ARN, with botocore's standard retry
-mode for throttling and 5xx answers. Every client honours one endpoint override (prefect-aws's
-`aws_client_parameters.endpoint_url`, or `AWS_ENDPOINT_URL`), which is how tests reach a local
-moto server.
+`AwsBackend` is the `JobBackend`; what it stands on is in modules of their own: `session`
+(clients per region, the S3 file system, default bucket and execution role), `images` (Braket's
+job images), `logs` (CloudWatch Logs in bounded chunks) and `quantum_tasks`. Clients are made in
+the region of the device (or job) ARN.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import random
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from prefect_braket.backends.base import (
-    LOG_CHUNK_BYTES,
-    REPLACES_TAG,
-    LogChunk,
-    replacement_name,
-)
+from prefect_braket.backends.aws.images import job_image
+from prefect_braket.backends.aws.logs import read_job_log
+from prefect_braket.backends.aws.quantum_tasks import Finished, QuantumTasks
+from prefect_braket.backends.aws.session import AwsConfigurationError, AwsSession
+from prefect_braket.backends.base import REPLACES_TAG, LogChunk, replacement_name
 from prefect_braket.core.archive import pack_source
-from prefect_braket.core.arns import device_region, resource_region, split_s3_uri
-from prefect_braket.core.layout import LOG_GROUP
+from prefect_braket.core.arns import device_region, is_s3_uri, resource_region
 from prefect_braket.core.spec import DEFAULT_CHECKPOINT_PATH, JobSpec
 from prefect_braket.core.states import TERMINAL_STATES
 from prefect_braket.jobs.data_persistence import checkpoint_name_for
 
-IMAGE_ACCOUNT = "292282985366"
-IMAGE_REPOSITORIES = {
-    "base": "amazon-braket-base-jobs",
-    "pytorch": "amazon-braket-pytorch-jobs",
-    "tensorflow": "amazon-braket-tensorflow-jobs",
-    "cudaq": "amazon-braket-cudaq-jobs",
-}
-# Braket's job images moved from Python 3.10 to 3.12 in January 2026 (amazon-braket-containers #428).
-IMAGE_PYTHON = "3.12"
-IMAGE_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1")
-ROLE_PREFIX = "AmazonBraketJobsExecutionRole"
-logger = logging.getLogger("prefect_braket.aws")
-# Exponential backoff with jitter per call. botocore's "adaptive" mode also slows the whole client
-# after throttling, down to 0.5 calls a second: 50 tasks under 30% throttling took 70-74 s with it
-# and 6-14 s without (local endpoint, same run).
-RETRIES = {"max_attempts": 10, "mode": "standard"}
-TASK_TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-
-
-class AwsConfigurationError(RuntimeError):
-    """Something the job needs on AWS (a role, a region, a matching Python) is missing."""
-
-
-def image_uri(framework: str, region: str) -> str:
-    """The URI of one of Braket's job images ("base", "pytorch", "tensorflow", "cudaq") in a region."""
-    if framework not in IMAGE_REPOSITORIES:
-        raise ValueError(f"Unknown job image {framework!r}: use one of {sorted(IMAGE_REPOSITORIES)} or a full image URI.")
-    if region not in IMAGE_REGIONS:
-        raise ValueError(f"Braket job images are not in {region!r}; they are in {', '.join(IMAGE_REGIONS)}.")
-    return f"{IMAGE_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE_REPOSITORIES[framework]}:latest"
+# What a CreateJob request of a failed job, as GetJob echoes it, carries over to its replacement.
+REPLAYED_FIELDS = ("roleArn", "algorithmSpecification", "instanceConfig", "deviceConfig", "hyperParameters",
+                   "stoppingCondition", "inputDataConfig", "associations")
 
 
 class AwsBackend:
-    """Jobs and quantum tasks on Amazon Braket; implements `prefect_braket.backend.JobBackend`.
+    """Jobs and quantum tasks on Amazon Braket; implements `prefect_braket.backends.base.JobBackend`.
 
     Args:
         session: The boto3 session (credentials); the default chain when None.
@@ -86,135 +52,82 @@ class AwsBackend:
     """
 
     name = "aws"
+    bills_instances = True  # a job's instances are billed by the hour, as SageMaker's
 
     def __init__(
         self, session: boto3.Session | None = None, region: str | None = None,
         endpoint_url: str | None = None, braket_client: Any = None,
     ):
-        self.session = session or boto3.Session()
-        self.region = region or self.session.region_name or "us-east-1"
-        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        self._braket = braket_client
-        self._clients: dict[tuple[str, str], Any] = {}
-        self._buckets: dict[str, str] = {}
-        self._role: str | None = None
-        self._fs: Any = None
-        self._fs_credentials: Any = None
+        self.aws = AwsSession(session, region, endpoint_url, braket_client)
+        self.quantum_tasks = QuantumTasks(self.aws)
 
     def __getstate__(self) -> dict[str, Any]:
         # Sessions and clients do not pickle; the receiving process uses its own credential chain.
-        return {"region": self.region, "endpoint_url": self.endpoint_url}
+        return {"region": self.aws.region, "endpoint_url": self.aws.endpoint_url}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(region=state["region"], endpoint_url=state["endpoint_url"])
 
     def __repr__(self) -> str:
-        return f"AwsBackend(region={self.region!r}" + (f", endpoint_url={self.endpoint_url!r})" if self.endpoint_url else ")")
+        endpoint = f", endpoint_url={self.aws.endpoint_url!r}" if self.aws.endpoint_url else ""
+        return f"AwsBackend(region={self.aws.region!r}{endpoint})"
 
-    # -- clients ----------------------------------------------------------------------------------
+    # -- the session's, for callers of the backend ---------------------------------------------------
 
     def client(self, service: str, region: str | None = None) -> Any:
-        region = region or self.region
-        if service == "braket" and self._braket is not None and region == self._braket.meta.region_name:
-            return self._braket
-        key = (service, region)
-        if key not in self._clients:
-            config = Config(retries=RETRIES, max_pool_connections=50)
-            kwargs = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
-            self._clients[key] = self.session.client(service, region_name=region, config=config, **kwargs)
-        return self._clients[key]
+        return self.aws.client(service, region)
 
     def braket(self, region: str | None = None) -> Any:
-        return self.client("braket", region)
+        return self.aws.braket(region)
 
     @property
     def fs(self) -> Any:
-        """An s3fs file system with this backend's credentials and endpoint.
-
-        s3fs takes credentials as values, not as the session's refreshing provider; the file
-        system is made again whenever the session's credentials have changed (an assumed role's
-        refreshed), so a long wait does not end with expired ones.
-        """
-        credentials = self.session.get_credentials()
-        frozen = credentials.get_frozen_credentials() if credentials else None
-        if self._fs is None or self._fs_credentials != frozen:
-            import s3fs
-
-            client_kwargs: dict[str, Any] = {"region_name": self.region}
-            if self.endpoint_url:
-                client_kwargs["endpoint_url"] = self.endpoint_url
-            self._fs = s3fs.S3FileSystem(
-                key=frozen.access_key if frozen else None,
-                secret=frozen.secret_key if frozen else None,
-                token=frozen.token if frozen else None,
-                client_kwargs=client_kwargs,
-                config_kwargs={"retries": RETRIES},
-                max_concurrency=25,
-                skip_instance_cache=True,
-            )
-            self._fs_credentials = frozen
-        return self._fs
-
-    # -- account set-up ----------------------------------------------------------------------------
+        """The S3 file system, with current credentials (`AwsSession.fs`)."""
+        return self.aws.fs
 
     def default_bucket(self, region: str | None = None) -> str:
         """`AMZN_BRAKET_OUT_S3_BUCKET`, else `amazon-braket-{region}-{account}`, created if missing."""
-        region = region or self.region
-        if region in self._buckets:
-            return self._buckets[region]
-        bucket = os.environ.get("AMZN_BRAKET_OUT_S3_BUCKET")
-        if not bucket:
-            account = self.client("sts", region).get_caller_identity()["Account"]
-            bucket = f"amazon-braket-{region}-{account}"
-            s3 = self.client("s3", region)
-            try:
-                if region == "us-east-1":
-                    s3.create_bucket(Bucket=bucket)
-                else:
-                    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-            except ClientError as error:
-                code = error.response["Error"]["Code"]
-                if code == "BucketAlreadyExists":
-                    raise AwsConfigurationError(
-                        f"Bucket {bucket} belongs to another account: set AMZN_BRAKET_OUT_S3_BUCKET to a bucket of yours."
-                    ) from error
-                if code != "BucketAlreadyOwnedByYou":
-                    raise
-        self._buckets[region] = bucket
-        return bucket
+        return self.aws.default_bucket(region)
 
     def role_arn(self, given: str | None) -> str:
         """The jobs' execution role: given, `BRAKET_JOBS_ROLE_ARN`, or looked up once in IAM."""
-        if given or os.environ.get("BRAKET_JOBS_ROLE_ARN"):
-            return given or os.environ["BRAKET_JOBS_ROLE_ARN"]
-        if self._role is None:
-            iam = self.client("iam", "us-east-1")
-            for page in iam.get_paginator("list_roles").paginate(PathPrefix="/service-role/"):
-                for role in page["Roles"]:
-                    if role["RoleName"].startswith(ROLE_PREFIX):
-                        self._role = role["Arn"]
-                        break
-                if self._role:
-                    break
-        if not self._role:
-            raise AwsConfigurationError(
-                f"No execution role for Braket jobs: no IAM role under /service-role/ is named {ROLE_PREFIX}*. "
-                "Pass role_arn=..., set BRAKET_JOBS_ROLE_ARN, or create the role in the Braket console."
-            )
-        return self._role
+        return self.aws.role_arn(given)
 
-    # -- jobs --------------------------------------------------------------------------------------
+    # -- JobBackend: creating --------------------------------------------------------------------
 
-    def _check_python(self, spec: JobSpec, image: str, custom: bool) -> None:
-        if custom or not spec.python_version:
-            return  # a custom image is the user's to match
-        if spec.python_version != IMAGE_PYTHON:
-            raise AwsConfigurationError(
-                f"This job's function was pickled by Python {spec.python_version}, but Braket's job image "
-                f"{image} runs Python {IMAGE_PYTHON}; cloudpickle needs the same version on both sides. Submit from "
-                f"Python {IMAGE_PYTHON}, pass image_uri= an image with Python {spec.python_version}, or run "
-                "with backend='local'."
-            )
+    def check_dependencies(self, requirements: list[str]) -> None:
+        """Nothing to check here: Braket's container installs a job's requirements.txt."""
+
+    def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
+        """Creates the job; with a client token, at most once, even across crashes and processes.
+
+        The request and then the job's ARN are recorded in S3 under the token. A retry finds the
+        ARN and returns it; a retry after a lost CreateJob response sends the same request with the
+        same token again, which Braket answers with the same job.
+        """
+        region = device_region(spec.device) or self.aws.region
+        if not client_token:
+            return self.braket(region).create_job(**self.create_job_request(spec))["jobArn"]
+        return self._create_once(region, client_token, lambda: self.create_job_request(spec, client_token))
+
+    def create_job_request(self, spec: JobSpec, client_token: str | None = None) -> dict[str, Any]:
+        """Uploads the job's code and data, then returns Braket's CreateJob request for it.
+
+        What Braket would refuse is refused first, before anything is uploaded; then the job's
+        files go to its S3 prefix, `jobs/{name}/{milliseconds}`, as Braket's SDK lays them out."""
+        region = device_region(spec.device) or self.aws.region
+        image = job_image(spec, region)
+        self._check_device(spec.device, region)
+        role = self.role_arn(spec.role_arn)
+        root = f"s3://{self.default_bucket(region)}/jobs/{spec.job_name}/{int(time.time() * 1000)}"
+        source = self._upload_source(spec, f"{root}/script/source.tar.gz")
+        channels = self._upload_input_data(spec, f"{root}/data")
+        checkpoints = self._checkpoint_config(spec, f"{root}/checkpoints")
+        output = {"s3Path": spec.output_data_config.s3Path or f"{root}/data"}
+        if spec.output_data_config.kmsKeyId:
+            output["kmsKeyId"] = spec.output_data_config.kmsKeyId
+        return _create_job_request(spec, image, role, source, channels, checkpoints, output,
+                                   client_token or str(uuid.uuid4()))
 
     def _check_device(self, device_arn: str, region: str) -> None:
         """Refuses a device Braket does not have, or has retired, before anything is uploaded."""
@@ -230,98 +143,40 @@ class AwsBackend:
         if status == "RETIRED":
             raise AwsConfigurationError(f"Device {device_arn} is RETIRED: a job for it would never run; choose another.")
 
-    def create_job_request(self, spec: JobSpec, client_token: str | None = None) -> dict[str, Any]:
-        """Uploads the job's code and data, then returns Braket's CreateJob request for it."""
-        region = device_region(spec.device) or self.region
-        framework = spec.image_uri if spec.image_uri in IMAGE_REPOSITORIES else None
-        image = image_uri(framework or "base", region) if framework or not spec.image_uri else spec.image_uri
-        self._check_python(spec, image, custom=spec.image_uri is not None and framework is None)
-        self._check_device(spec.device, region)
-        role = self.role_arn(spec.role_arn)
-        bucket = self.default_bucket(region)
-        stamp = str(int(time.time() * 1000))
-        root = f"s3://{bucket}/jobs/{spec.job_name}/{stamp}"
-        code_location = f"{root}/script"
+    def _upload_source(self, spec: JobSpec, uri: str) -> str:
+        """Uploads the job's source archive (packed here unless it is a `.tar.gz`) to `uri`."""
         if spec.source_module.name.endswith(".tar.gz"):
-            self.fs.put_file(str(spec.source_module), f"{code_location}/source.tar.gz")
-        else:
-            with tempfile.TemporaryDirectory(prefix="prefect-braket-source-") as tmp:
-                archive = Path(tmp) / "source.tar.gz"
-                pack_source(spec.source_module, archive)
-                self.fs.put_file(str(archive), f"{code_location}/source.tar.gz")
+            self.fs.put_file(str(spec.source_module), uri)
+            return uri
+        with tempfile.TemporaryDirectory(prefix="prefect-braket-source-") as tmp:
+            archive = Path(tmp) / "source.tar.gz"
+            pack_source(spec.source_module, archive)
+            self.fs.put_file(str(archive), uri)
+        return uri
+
+    def _upload_input_data(self, spec: JobSpec, data_uri: str) -> list[dict[str, Any]]:
+        """The job's input channels: S3 locations as they are, local files and directories uploaded
+        under `data_uri/{channel}/`."""
         channels = []
         for channel, location in spec.input_data.items():
-            if str(location).startswith("s3://"):
-                uri = str(location)
-            else:
+            uri = str(location)
+            if not is_s3_uri(location):
                 source = Path(location)
-                uri = f"{root}/data/{channel}/{source.name}"
+                uri = f"{data_uri}/{channel}/{source.name}"
                 self.fs.put(str(source), uri, recursive=source.is_dir())
             channels.append({"channelName": channel, "dataSource": {"s3DataSource": {"s3Uri": uri}}})
-        checkpoint_uri = spec.checkpoint_config.s3Uri or f"{root}/checkpoints"
+        return channels
+
+    def _checkpoint_config(self, spec: JobSpec, default_uri: str) -> dict[str, str]:
+        """The job's checkpointConfig, with the checkpoints of `copy_checkpoints_from_job` copied in."""
+        uri = spec.checkpoint_config.s3Uri or default_uri
         if spec.copy_checkpoints_from_job:
-            earlier = self.get_job(spec.copy_checkpoints_from_job)["checkpointConfig"]["s3Uri"]
-            self._copy_prefix(earlier, checkpoint_uri)
-        output = {"s3Path": spec.output_data_config.s3Path or f"{root}/data"}
-        if spec.output_data_config.kmsKeyId:
-            output["kmsKeyId"] = spec.output_data_config.kmsKeyId
-        request: dict[str, Any] = {
-            "jobName": spec.job_name,
-            "roleArn": role,
-            "algorithmSpecification": {
-                "scriptModeConfig": {
-                    "entryPoint": spec.entry_point,
-                    "s3Uri": f"{code_location}/source.tar.gz",
-                    "compressionType": "GZIP",
-                },
-                "containerImage": {"uri": image},
-            },
-            "instanceConfig": {
-                "instanceType": spec.instance_config.instanceType,
-                "volumeSizeInGb": spec.instance_config.volumeSizeInGb,
-                "instanceCount": spec.instance_config.instanceCount,
-            },
-            "outputDataConfig": output,
-            "checkpointConfig": {"localPath": spec.checkpoint_config.localPath or DEFAULT_CHECKPOINT_PATH,
-                                 "s3Uri": checkpoint_uri},
-            "deviceConfig": {"device": spec.device},
-            "hyperParameters": dict(spec.hyperparameters),
-            "stoppingCondition": {"maxRuntimeInSeconds": spec.stopping_condition.maxRuntimeInSeconds},
-            "tags": dict(spec.tags),
-            "clientToken": client_token or str(uuid.uuid4()),
-        }
-        if channels:
-            request["inputDataConfig"] = channels
-        if spec.reservation_arn:
-            request["associations"] = [{"arn": spec.reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}]
-        return request
-
-    def _copy_prefix(self, source_uri: str, target_uri: str, rename: Callable[[str], str] = lambda name: name) -> None:
-        source_bucket, source_prefix = split_s3_uri(source_uri)
-        target_bucket, target_prefix = split_s3_uri(target_uri)
-        s3 = self.client("s3")
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source_bucket, Prefix=source_prefix):
-            for item in page.get("Contents", []):
-                folder, _, file = item["Key"][len(source_prefix):].lstrip("/").rpartition("/")
-                relative = f"{folder}/{rename(file)}" if folder else rename(file)
-                s3.copy_object(
-                    Bucket=target_bucket, Key=f"{target_prefix}/{relative}",
-                    CopySource={"Bucket": source_bucket, "Key": item["Key"]},
-                )
-
-    def create_job(self, spec: JobSpec, client_token: str | None = None) -> str:
-        """Creates the job; with a client token, at most once, even across crashes and processes.
-
-        The request and then the job's ARN are recorded in S3 under the token. A retry finds the
-        ARN and returns it; a retry after a lost CreateJob response sends the same request with the
-        same token again, which Braket answers with the same job.
-        """
-        region = device_region(spec.device) or self.region
-        if not client_token:
-            return self.braket(region).create_job(**self.create_job_request(spec))["jobArn"]
-        return self._create_once(region, client_token, lambda: self.create_job_request(spec, client_token))
+            self.aws.copy_prefix(self.get_job(spec.copy_checkpoints_from_job)["checkpointConfig"]["s3Uri"], uri)
+        return {"localPath": spec.checkpoint_config.localPath or DEFAULT_CHECKPOINT_PATH, "s3Uri": uri}
 
     def _create_once(self, region: str, client_token: str, build_request: Callable[[], dict[str, Any]]) -> str:
+        """CreateJob at most once per client token: the request (built, and its files uploaded,
+        once) and then the job's ARN are recorded in the default bucket under the token."""
         marker = f"s3://{self.default_bucket(region)}/jobs/.client-tokens/{client_token}.json"
         try:
             record = json.loads(self.fs.cat_file(marker))
@@ -350,10 +205,8 @@ class AwsBackend:
                        "s3Uri": f"{root}/checkpoints"}
         source = meta.get("checkpointConfig", {}).get("s3Uri")
         if source:
-            self._copy_prefix(source, checkpoints["s3Uri"], rename=lambda file: checkpoint_name_for(file, old, name))
-        request = {key: meta[key] for key in (
-            "roleArn", "algorithmSpecification", "instanceConfig", "deviceConfig", "hyperParameters",
-            "stoppingCondition", "inputDataConfig", "associations") if meta.get(key)}
+            self.aws.copy_prefix(source, checkpoints["s3Uri"], rename=lambda file: checkpoint_name_for(file, old, name))
+        request = {key: meta[key] for key in REPLAYED_FIELDS if meta.get(key)}
         request.update(
             jobName=name, checkpointConfig=checkpoints, clientToken=client_token,
             outputDataConfig={**meta["outputDataConfig"], "s3Path": f"{root}/data"},
@@ -361,6 +214,8 @@ class AwsBackend:
             tags={**{k: v for k, v in (meta.get("tags") or {}).items() if not k.startswith("aws:")}, REPLACES_TAG: job_arn},
         )
         return request
+
+    # -- JobBackend: reading and cancelling --------------------------------------------------------
 
     def get_job(self, job_arn: str) -> dict[str, Any]:
         return self.braket(resource_region(job_arn)).get_job(jobArn=job_arn, additionalAttributeNames=["QueueInfo"])
@@ -375,64 +230,13 @@ class AwsBackend:
                     return status
             raise
 
-    def _log_prefix(self, job_arn: str) -> str:
-        name = self.get_job(job_arn)["jobName"]
-        return f"{name}/{job_arn.rsplit('/', 1)[-1]}"
-
     def read_log(self, job_arn: str, cursor: Any = None) -> LogChunk:
         """New lines of the job's CloudWatch streams (`/aws/braket/jobs`, `{name}/{uuid}/…`), at most
-        about `LOG_CHUNK_BYTES` a call: GetLogEvents pages (each at most 1 MB) are read until that
-        much has come, and the next call goes on from each stream's token."""
-        state = dict(cursor or {})
-        prefix = state.pop("__prefix__", None) or self._log_prefix(job_arn)
-        # A read that stopped at its bound keeps its list of streams, so that draining a backlog
-        # does not call DescribeLogStreams (a low per-account quota) again for every chunk.
-        streams = state.pop("__streams__", None)
-        region = resource_region(job_arn)
-        logs = self.client("logs", region)
-        source = f"CloudWatch Logs group {LOG_GROUP}, streams {prefix}* in {region}"
-        if streams is None:
-            try:
-                streams = sorted(
-                    s["logStreamName"]
-                    for page in logs.get_paginator("describe_log_streams").paginate(
-                        logGroupName=LOG_GROUP, logStreamNamePrefix=prefix
-                    )
-                    for s in page["logStreams"]
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "ResourceNotFoundException":
-                    return LogChunk([], {**state, "__prefix__": prefix}, source=source)
-                raise
-        events: list[tuple[int, str]] = []
-        budget, more = LOG_CHUNK_BYTES, False
-        for stream in streams:
-            if budget <= 0:
-                more = True  # the streams left are read on the next call, each from its own token
-                break
-            token = state.get(stream)
-            while True:
-                kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-                if token:
-                    kwargs["nextToken"] = token
-                response = logs.get_log_events(**kwargs)
-                events.extend((e["timestamp"], e["message"]) for e in response["events"])
-                budget -= sum(len(e["message"]) for e in response["events"])
-                new_token = response.get("nextForwardToken")
-                if not response["events"] or new_token == token:
-                    token = new_token or token
-                    break
-                token = new_token
-                if budget <= 0:
-                    more = True
-                    break
-            state[stream] = token
-        events.sort(key=lambda e: e[0])
-        state["__prefix__"] = prefix
-        if more:
-            state["__streams__"] = streams
-        return LogChunk([m.rstrip("\n") for _, m in events], state, [t / 1000 for t, _ in events],
-                        more=more, source=source)
+        about `LOG_CHUNK_BYTES` a call (`logs.read_job_log`)."""
+        return read_job_log(self.aws, job_arn, cursor, lambda: self._log_prefix(job_arn))
+
+    def _log_prefix(self, job_arn: str) -> str:
+        return f"{self.get_job(job_arn)['jobName']}/{job_arn.rsplit('/', 1)[-1]}"
 
     def fetch_output_archive(self, job_arn: str, destination_file: Path) -> Path:
         s3_path = self.get_job(job_arn)["outputDataConfig"]["s3Path"].rstrip("/")
@@ -442,120 +246,59 @@ class AwsBackend:
             raise FileNotFoundError(f"Job {job_arn} has no {s3_path}/output/model.tar.gz.") from None
         return Path(destination_file)
 
-    # -- quantum tasks -------------------------------------------------------------------------------
+    # -- quantum tasks (`quantum_tasks.QuantumTasks`) ------------------------------------------------
 
     def create_quantum_task(self, request: dict[str, Any], client_token: str | None = None) -> str:
-        region = device_region(request["deviceArn"]) or self.region
-        return self.braket(region).create_quantum_task(**request, clientToken=client_token or str(uuid.uuid4()))[
-            "quantumTaskArn"
-        ]
+        return self.quantum_tasks.create(request, client_token)
 
     def get_quantum_task(self, task_arn: str) -> dict[str, Any]:
-        region = task_arn.split(":")[3] or self.region
-        return self.braket(region).get_quantum_task(quantumTaskArn=task_arn, additionalAttributeNames=["QueueInfo"])
+        return self.quantum_tasks.get(task_arn)
 
     def cancel_quantum_task(self, task_arn: str) -> str:
         """Asks the task to stop; returns CANCELLING or CANCELLED, or the status of a task that already ended."""
-        region = task_arn.split(":")[3] or self.region
-        try:
-            return self.braket(region).cancel_quantum_task(
-                quantumTaskArn=task_arn, clientToken=str(uuid.uuid4())
-            )["cancellationStatus"]
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConflictException":
-                return self.get_quantum_task(task_arn)["status"]
-            raise
+        return self.quantum_tasks.cancel(task_arn)
 
-    def wait_for_quantum_tasks(
-        self, task_arns: Sequence[str], poll_interval_seconds: float = 1.0, timeout_seconds: float = 432000.0,
-        max_parallel: int = 10,
-    ) -> list[dict[str, Any]]:
-        """Polls tasks (quickly at first, with jitter, `max_parallel` at once) until all have ended;
-        returns their GetQuantumTask answers in order."""
-        pending = dict.fromkeys(task_arns)
-        finished: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout_seconds
-        delay = min(0.05, poll_interval_seconds)
-        while pending:
-            with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-                answers = list(pool.map(self.get_quantum_task, list(pending)))
-            for answer in answers:
-                if answer["status"] in TASK_TERMINAL_STATES:
-                    finished[answer["quantumTaskArn"]] = answer
-                    del pending[answer["quantumTaskArn"]]
-            if pending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(pending)} quantum tasks did not end within {timeout_seconds} s.")
-                time.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 1.5, poll_interval_seconds)
-        return [finished[arn] for arn in task_arns]
+    def wait_for_quantum_tasks(self, task_arns: Sequence[str], *args: Any, **options: Any) -> list[dict[str, Any]]:
+        """Polls tasks until all have ended; their GetQuantumTask answers in order (`QuantumTasks.wait`)."""
+        return self.quantum_tasks.wait(task_arns, *args, **options)
 
-    def fetch_task_results(self, tasks: Sequence[dict[str, Any]], max_parallel: int = 16,
-                           missing_ok: bool = False) -> list[dict[str, Any] | None]:
-        """The `results.json` of ended tasks, read concurrently (`max_parallel` requests in flight).
+    def fetch_task_results(self, tasks: Sequence[dict[str, Any]], *args: Any,
+                           **options: Any) -> list[dict[str, Any] | None]:
+        """The `results.json` of ended tasks, read concurrently (`QuantumTasks.fetch_results`)."""
+        return self.quantum_tasks.fetch_results(tasks, *args, **options)
 
-        A missing object raises FileNotFoundError, or is None with `missing_ok`.
-        A thread pool over boto3's thread-safe client: on a local S3 this measured 1.5 times faster
-        than one read after another, where s3fs's `cat` was no faster than a loop (bench/s3_results.py).
-        """
-        s3 = self.client("s3")
+    def run_quantum_tasks(self, requests: Sequence[dict[str, Any]], *args: Any, **options: Any) -> list[Finished]:
+        """Creates tasks, waits, and returns (task, result) pairs, each task paid for once (`QuantumTasks.run`)."""
+        return self.quantum_tasks.run(requests, *args, **options)
 
-        def read(task: dict[str, Any]) -> dict[str, Any] | None:
-            key = f"{task['outputS3Directory'].rstrip('/')}/results.json"
-            try:
-                body = s3.get_object(Bucket=task["outputS3Bucket"], Key=key)["Body"].read()
-            except ClientError as error:
-                if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                    if missing_ok:
-                        return None
-                    raise FileNotFoundError(
-                        f"Task {task['quantumTaskArn']} ended {task['status']} but s3://{task['outputS3Bucket']}/{key} "
-                        "does not exist."
-                    ) from error
-                raise
-            return json.loads(body)
 
-        with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-            return list(pool.map(read, tasks))
-
-    def run_quantum_tasks(
-        self, requests: Sequence[dict[str, Any]], max_parallel: int = 10, poll_interval_seconds: float = 1.0,
-        client_tokens: Sequence[str] | None = None, rerun_missing_results: int = 1,
-    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Creates tasks (at most `max_parallel` requests in flight), waits, and returns (task, result) pairs.
-
-        With `client_tokens` (one per request, stable across retries), a retried batch gets back the
-        tasks it already created instead of paying for them twice. A task that completed without
-        a `results.json` (never written, or deleted) is run again, and paid for again, up to
-        `rerun_missing_results` times, under a token derived from its own, so a retried batch
-        finds the rerun too.
-        """
-        tokens = list(client_tokens) if client_tokens else [str(uuid.uuid4()) for _ in requests]
-        finished: list[tuple[dict[str, Any], dict[str, Any]] | None] = [None] * len(requests)
-        pending = list(range(len(requests)))
-        for attempt in range(rerun_missing_results + 1):
-            attempt_tokens = [tokens[i] if attempt == 0 else f"{tokens[i][:56]}-rerun{attempt}" for i in pending]
-            with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-                arns = list(pool.map(self.create_quantum_task, [requests[i] for i in pending], attempt_tokens))
-            tasks = self.wait_for_quantum_tasks(arns, poll_interval_seconds, max_parallel=max_parallel)
-            failed = [t for t in tasks if t["status"] != "COMPLETED"]
-            if failed:
-                reasons = "; ".join(f"{t['quantumTaskArn']}: {t['status']} {t.get('failureReason', '')}".strip()
-                                    for t in failed)
-                raise RuntimeError(f"{len(failed)} of {len(tasks)} quantum tasks did not complete: {reasons}")
-            missing = []
-            for index, task, document in zip(pending, tasks, self.fetch_task_results(tasks, missing_ok=True)):
-                if document is None:
-                    missing.append((index, task["quantumTaskArn"]))
-                else:
-                    finished[index] = (task, document)
-            if not missing:
-                return finished  # type: ignore[return-value]
-            pending = [index for index, _ in missing]
-            if attempt < rerun_missing_results:
-                logger.warning("%d quantum task(s) completed without results.json (%s); running them again",
-                               len(missing), ", ".join(arn for _, arn in missing))
-        raise FileNotFoundError(
-            f"{len(missing)} quantum task(s) completed but their results.json is missing after "
-            f"{rerun_missing_results} rerun(s): {', '.join(arn for _, arn in missing)}."
-        )
+def _create_job_request(
+    spec: JobSpec, image: str, role: str, source: str, channels: list[dict[str, Any]],
+    checkpoints: dict[str, str], output: dict[str, str], client_token: str,
+) -> dict[str, Any]:
+    """Braket's CreateJob request for `spec`, its files uploaded to the locations given."""
+    request: dict[str, Any] = {
+        "jobName": spec.job_name,
+        "roleArn": role,
+        "algorithmSpecification": {
+            "scriptModeConfig": {"entryPoint": spec.entry_point, "s3Uri": source, "compressionType": "GZIP"},
+            "containerImage": {"uri": image},
+        },
+        "instanceConfig": {
+            "instanceType": spec.instance_config.instanceType,
+            "volumeSizeInGb": spec.instance_config.volumeSizeInGb,
+            "instanceCount": spec.instance_config.instanceCount,
+        },
+        "outputDataConfig": output,
+        "checkpointConfig": checkpoints,
+        "deviceConfig": {"device": spec.device},
+        "hyperParameters": dict(spec.hyperparameters),
+        "stoppingCondition": {"maxRuntimeInSeconds": spec.stopping_condition.maxRuntimeInSeconds},
+        "tags": dict(spec.tags),
+        "clientToken": client_token,
+    }
+    if channels:
+        request["inputDataConfig"] = channels
+    if spec.reservation_arn:
+        request["associations"] = [{"arn": spec.reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}]
+    return request

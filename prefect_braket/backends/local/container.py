@@ -6,7 +6,7 @@ typed arguments, and runs it with the extracted source as working directory. An 
 written, as "<Type>: <message>", to the failure file that becomes the job's `failureReason`;
 its traceback goes to the job's log.
 
-The embedded engine runs it as `python -m prefect_braket.container`.
+The supervisor runs it as `python -m prefect_braket.backends.local.container`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,162 @@
+"""What a flow run publishes while it iterates, and the thread it goes out on.
+
+`Reporter` decides what goes out and when: a checkpoint every iteration, a progress update and a
+log line at most once a second, the table artifact every `table_every` iterations and at the end,
+the summary at the end. `Publisher` sends it, in order, from a thread of its own: on a simulator
+an iteration takes about as long as one API call, so the loop hands the calls over instead of
+waiting for each.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from prefect_braket.orchestration.prefect_api import (
+    publish_markdown,
+    publish_progress,
+    publish_table,
+    update_progress,
+)
+from prefect_braket.variational.checkpoints import save_checkpoint
+from prefect_braket.variational.loop import Iteration, LoopState, final_energy
+from prefect_braket.variational.optimizers import Optimizer
+from prefect_braket.variational.reports import summary_markdown
+
+# A progress update and a log line each cost the API a write, and the table holds every row: on a
+# simulator, where iterations take milliseconds, a second apart is live enough.
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class Publisher:
+    """Runs checkpoint writes and artifact API calls in order on a thread of their own.
+
+    The thread runs in a copy of the caller's context, so the artifacts belong to the caller's flow
+    run and use its API client. The first error stops the publishing; the next `submit` raises it
+    (so a failing checkpoint store stops the loop early), and so does `close`. Later jobs still run:
+    an artifact call that failed does not cost the checkpoints after it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
+                                        name="variational-publisher", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception as error:
+                self._error = self._error or error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        """Queues `job`; raises the error of an earlier one."""
+        self._raise_error()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Waits for every queued job; raises the first error."""
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise_error()
+
+
+class ProgressArtifact:
+    """A progress artifact created and updated through a `Publisher`.
+
+    Its id is known only once the creation has run on the publisher's thread; updates queued
+    behind the creation find it there.
+    """
+
+    def __init__(self, publisher: Publisher, key: str, description: str, percent: float) -> None:
+        self._publisher = publisher
+        self._id: Any = None
+        publisher.submit(functools.partial(self._create, percent, key, description))
+
+    def _create(self, percent: float, key: str, description: str) -> None:
+        self._id = publish_progress(percent, key, description)
+
+    def update(self, percent: float) -> None:
+        self._publisher.submit(lambda: update_progress(self._id, percent))
+
+
+class Reporter:
+    """What one flow run of an experiment shows of its iterations.
+
+    `record` is the loop's callback for each finished iteration, `finish` closes a completed run.
+    Used as a context manager: leaving it waits until everything is out and raises the first
+    publishing error. A run that failed still sends its queued checkpoints, for the next run to
+    resume from, and keeps its own error (a publishing error besides is logged).
+    """
+
+    def __init__(self, experiment_id: str, location: str, logger: Any, max_iterations: int, table_every: int,
+                 first_iteration: int) -> None:
+        self._experiment_id = experiment_id
+        self._location = location
+        self._logger = logger
+        self._max_iterations = max_iterations
+        self._table_every = table_every
+        self._published_rows = 0
+        self._reported_at = time.monotonic()
+        self._publisher = Publisher()
+        self._progress = ProgressArtifact(self._publisher, f"{experiment_id}-progress",
+                                          f"Iterations of {experiment_id}", self._percent(first_iteration))
+
+    def __enter__(self) -> "Reporter":
+        return self
+
+    def __exit__(self, kind: Any, failure: BaseException | None, traceback: Any) -> None:
+        if failure is None:
+            self._publisher.close()
+            return
+        try:
+            self._publisher.close()
+        except Exception as error:
+            if error is not failure:  # a failing checkpoint store fails the loop with the same error
+                self._logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
+
+    def _percent(self, iterations: int) -> float:
+        return 100.0 * iterations / self._max_iterations
+
+    def record(self, state: LoopState, step: Iteration) -> None:
+        """Checkpoints a finished iteration; shows it when a second has passed since the last one shown."""
+        self._publisher.submit(functools.partial(save_checkpoint, self._location, self._experiment_id,
+                                                 state.to_checkpoint()))
+        if time.monotonic() - self._reported_at >= PROGRESS_INTERVAL_SECONDS:
+            self._progress.update(self._percent(step.iteration + 1))
+            self._logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
+                              step.gradient_norm)
+            self._reported_at = time.monotonic()
+        if (step.iteration + 1) % self._table_every == 0:
+            self._refresh_table(state)
+
+    def _refresh_table(self, state: LoopState) -> None:
+        self._published_rows = len(state.history)
+        self._publisher.submit(functools.partial(
+            publish_table, [h.row() for h in state.history], f"{self._experiment_id}-iterations",
+            f"Iterations of {self._experiment_id}"))
+
+    def finish(self, state: LoopState, optimizer: Optimizer, evaluated: int, reference_energy: float | None,
+               device: Any, shots: int) -> None:
+        """Completes the progress and the table, and publishes the summary (of a run with iterations)."""
+        self._progress.update(100.0)
+        if len(state.history) != self._published_rows:
+            self._refresh_table(state)
+        if not state.history:
+            return
+        self._logger.info("Finished after iteration %d: energy %.8f, %d iteration(s) evaluated in this run, "
+                          "converged: %s", state.history[-1].iteration, final_energy(state, optimizer), evaluated,
+                          state.converged)
+        summary = summary_markdown(state, optimizer, self._experiment_id, evaluated, reference_energy, device, shots)
+        self._publisher.submit(functools.partial(publish_markdown, summary, f"{self._experiment_id}-summary",
+                                                 f"Summary of {self._experiment_id}"))

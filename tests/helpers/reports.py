@@ -1,0 +1,3 @@
+"""Figures that report-making tests (the reliability suite) print at the end of every run."""
+
+REPORTS: list[tuple[str, dict]] = []

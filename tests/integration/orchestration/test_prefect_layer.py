@@ -1,0 +1,246 @@
+"""The Prefect layer: flows, task runs, artifacts and blocks around real engine jobs."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from helpers import examples
+from helpers.faults import LosesFirstCreate
+from helpers.paths import REPO
+from helpers.runs import latest_artifacts
+from helpers.waiting import job_count, pid_alive, wait_for
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from prefect_braket import (
+    BraketHybridJob,
+    HybridJob,
+    LocalEngine,
+    hybrid_job,
+    wait_for_job_async,
+)
+from prefect_braket.jobs import save_job_checkpoint
+from prefect_braket.orchestration.context import artifact_key
+
+train = hybrid_job(device="local:braket/braket_sv")(examples.train)
+
+
+def await_result(state):
+    result = state.result()
+    return asyncio.run(result) if asyncio.iscoroutine(result) else result
+
+
+def _task_runs(flow_run_id, expected):
+    def read():
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        return runs if len(runs) >= expected else None
+
+    return wait_for(read, timeout=15, interval=0.2)
+
+
+def test_example_in_a_flow_publishes_metrics_as_artifacts(engine):
+    @flow
+    def experiment():
+        job = train(num_tasks=5)
+        return job, job.result()
+
+    state = experiment(return_state=True)
+    job, result = state.result()
+    assert result == {"final_theta": pytest.approx(0.5)}
+    key = artifact_key(job.name)
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
+    table = json.loads(artifacts[f"{key}-metrics"].data)
+    assert table["theta"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert artifacts[f"{key}-progress"].type == "progress"
+    assert artifacts[f"{key}-progress"].data == 100.0
+    summary = artifacts[f"{key}-summary"].data
+    assert "COMPLETED" in summary and job.arn in summary and "last theta | 0.5" in summary
+    assert "| estimated cost | $0.0000" in summary  # the embedded engine is free
+    names = sorted(r.name for r in _task_runs(state.state_details.flow_run_id, 3))
+    assert names[0].startswith("get-braket-job-result-")
+    assert names[1] == "submit-" + job.name
+    assert names[2].startswith("wait-for-braket-job-")
+
+
+class LossyEngine(LosesFirstCreate, LocalEngine):
+    pass
+
+
+def test_retried_submission_reattaches_instead_of_creating_a_second_job(engine):
+    lossy = LossyEngine(engine.root)
+    square = hybrid_job(device="local:braket/braket_sv", backend=lossy)(lambda x: x * x)
+
+    @flow
+    def experiment():
+        return square(6).result()
+
+    state = experiment(return_state=True)
+    assert state.result() == {"result": 36}
+    assert LossyEngine.lost == 1
+    assert job_count(engine) == 1
+    submit = [r for r in _task_runs(state.state_details.flow_run_id, 3) if r.name.startswith("submit-")]
+    wait_for(lambda: _task_runs(state.state_details.flow_run_id, 3) and submit)
+    assert len(submit) == 1
+
+
+@hybrid_job(device="local:braket/braket_sv")
+def long_sleep():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    save_job_checkpoint({"child": child.pid})
+    time.sleep(120)
+
+
+def test_flow_timeout_cancels_its_job(engine):
+    submitted = []
+
+    @flow(timeout_seconds=3)
+    def experiment():
+        job = long_sleep()
+        submitted.append(job)
+        return job.result()
+
+    state = experiment(return_state=True)
+    assert state.is_failed()
+    job = submitted[0]
+    meta = job.wait_until_complete(timeout_seconds=15, poll_interval_seconds=0.1)
+    assert meta["status"] == "CANCELLED"
+    checkpoint = engine.job_directory(job.arn) / "checkpoints" / f"{job.name}.json"
+    child = json.loads(checkpoint.read_text())["dataDictionary"]["child"]
+    wait_for(lambda: not pid_alive(child), timeout=5)
+
+
+def test_async_waits_run_side_by_side(engine):
+    nap = hybrid_job(device="local:braket/braket_sv")(lambda s: time.sleep(s) or s)
+
+    @flow
+    async def experiment():
+        jobs = [nap(1.0), nap(1.0)]
+        metas = await asyncio.gather(*(wait_for_job_async(job, poll_interval_seconds=0.2) for job in jobs))
+        return jobs, metas
+
+    started = time.monotonic()
+    state = asyncio.run(experiment(return_state=True))
+    jobs, metas = await_result(state)
+    assert [m["status"] for m in metas] == ["COMPLETED", "COMPLETED"]
+    assert [j.result() for j in jobs] == [{"result": 1.0}, {"result": 1.0}]
+    # Both ran at once: their run windows overlap.
+    assert metas[0]["startedAt"] < metas[1]["endedAt"] and metas[1]["startedAt"] < metas[0]["endedAt"]
+    assert time.monotonic() - started < 20
+    artifacts = latest_artifacts(state.state_details.flow_run_id)
+    for job in jobs:
+        assert artifacts[f"{artifact_key(job.name)}-progress"].data == 100.0
+        assert "COMPLETED" in artifacts[f"{artifact_key(job.name)}-summary"].data
+
+
+def test_job_block_is_saved_loaded_and_triggered(engine, tmp_path):
+    source = tmp_path / "algorithm.py"
+    source.write_text(
+        "from prefect_braket.jobs import log_metric\n"
+        "def main(steps: int):\n"
+        "    for i in range(steps):\n"
+        "        log_metric(metric_name='loss', value=1.0 / (i + 1), iteration_number=i)\n"
+        "    from prefect_braket.jobs import save_job_result\n"
+        "    save_job_result({'steps': steps})\n"
+    )
+    BraketHybridJob(
+        source_module=str(source), entry_point="algorithm:main", hyperparameters={"steps": "3"},
+        engine_home=str(engine.root), poll_interval_seconds=0.2,
+    ).save("nightly-training", overwrite=True)
+
+    @flow
+    async def triggered():
+        block = await BraketHybridJob.load("nightly-training")
+        run = await block.trigger()
+        await run.wait_for_completion()
+        return run.job, await run.fetch_result()
+
+    job, result = asyncio.run(triggered())
+    assert result == {"steps": 3}
+    assert job.name.startswith("algorithm-")
+    assert job.metrics("iteration_number")["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def test_handle_pickles_and_reattaches(engine):
+    import pickle
+
+    job = train(num_tasks=1)
+    copy = pickle.loads(pickle.dumps(job))
+    assert copy == job and isinstance(copy, HybridJob)
+    assert copy.result() == {"final_theta": pytest.approx(0.1)}
+
+
+STOPPED_FLOW = """
+import sys, time
+from prefect import flow
+from prefect_braket import hybrid_job
+
+@hybrid_job(device="local:braket/braket_sv")
+def long_job():
+    time.sleep(120)
+
+@flow
+def experiment():
+    job = long_job()
+    print(job.arn, flush=True)
+    job.result(poll_interval_seconds=0.2)
+
+experiment()
+"""
+
+
+def test_stopping_the_flow_process_cancels_its_job(engine, tmp_path):
+    """A deployment's flow run is cancelled by SIGTERM to its process; its job must not run on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = tmp_path / "stopped_flow.py"
+    script.write_text(STOPPED_FLOW)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_BRAKET_HOME=str(engine.root))
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        arn = process.stdout.readline().strip()
+        job = HybridJob.attach(arn, engine)
+        wait_for(lambda: job.state() == "RUNNING", timeout=30)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    meta = job.wait_until_complete(timeout_seconds=15, poll_interval_seconds=0.1)
+    assert meta["status"] == "CANCELLED"
+    assert not pid_alive(engine.process_ids(arn)["process_group"])
+
+
+def test_shipped_block_documents_save_and_run(engine, monkeypatch):
+    import importlib.util
+
+    repo = REPO
+    monkeypatch.chdir(repo)  # the documents name their sources relative to the repository
+    spec = importlib.util.spec_from_file_location("save_blocks", repo / "blocks" / "save_blocks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    saved = module.save_all(repo / "blocks", overwrite=True)
+    assert {"braket-hybrid-job/example-training", "braket-device/local-sv", "braket-device/sv1",
+            "braket-device/ionq-forte"} <= set(saved)
+    from prefect_braket import BraketDevice
+
+    forte = BraketDevice.load("ionq-forte")
+    assert forte.region == "us-east-1" and forte.resolve_shots(None) == 100 and forte.max_cost_usd == 50.0
+    assert BraketDevice.load("local-sv").run(
+        "OPENQASM 3.0;\nqubit[1] q;\nx q[0];\n#pragma braket result probability\n").values[0].tolist() == [0.0, 1.0]
+
+    block = BraketHybridJob.load("example-training")
+    block.engine_home = str(engine.root)
+    run = asyncio.run(block.trigger())
+    asyncio.run(run.wait_for_completion())
+    assert asyncio.run(run.fetch_result()) == {"final_theta": pytest.approx(0.5)}
