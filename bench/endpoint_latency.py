@@ -45,8 +45,8 @@ def main(tasks: int = 100, latency_ms: float = 200.0) -> None:
                                      aws_client_parameters={"endpoint_url": url})
         device = BraketDevice(device_arn=SV1, aws_credentials=credentials)
         device.run(PROGRAM, shots=0, inputs={"theta": 0.0})  # bucket, simulator and clients ready
-        request = urllib.request.Request(f"{url}/_endpoint/faults", data=json.dumps({"latency_ms": latency_ms}).encode(),
-                                         method="POST")
+        faults = json.dumps({"latency_ms": latency_ms}).encode()
+        request = urllib.request.Request(f"{url}/_endpoint/faults", data=faults, method="POST")
         urllib.request.urlopen(request).read()
         thetas = [i / tasks for i in range(tasks)]
         started = time.perf_counter()

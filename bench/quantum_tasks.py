@@ -27,8 +27,8 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="benc
 from prefect import flow  # noqa: E402
 
 from prefect_braket import BraketDevice, run_quantum_task  # noqa: E402
-from prefect_braket.quantum.simulators import LocalSimulator  # noqa: E402
 from prefect_braket.quantum.programs import to_program  # noqa: E402
+from prefect_braket.quantum.simulators import LocalSimulator  # noqa: E402
 
 PROGRAM = """OPENQASM 3.0;
 input float theta;
@@ -58,11 +58,13 @@ def bench(circuits: int, repeats: int) -> dict:
     bare, direct, wrapped, sequential, batched = [], [], [], [], []
     for _ in range(repeats):
         programs = [to_program(PROGRAM, {"theta": t}) for t in thetas(circuits)]
-        bare.append(timed(lambda: [LocalSimulator.run(device.device_arn, p, 100) for p in programs]))
+        bare.append(timed(lambda programs=programs: [LocalSimulator.run(device.device_arn, p, 100) for p in programs]))
         direct.append(timed(lambda: [device.run(PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(circuits)]))
-        wrapped.append(timed(lambda: [run_quantum_task(device, PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(circuits)]))
+        wrapped.append(timed(lambda: [run_quantum_task(device, PROGRAM, shots=100, inputs={"theta": t})
+                                      for t in thetas(circuits)]))
         sequential.append(timed(lambda: [device.run(PROGRAM, shots=100, inputs={"theta": t}) for t in thetas(100)]))
-        batched.append(timed(lambda: device.run_batch([PROGRAM] * 100, shots=100, inputs=[{"theta": t} for t in thetas(100)])))
+        batched.append(timed(lambda: device.run_batch([PROGRAM] * 100, shots=100,
+                                                      inputs=[{"theta": t} for t in thetas(100)])))
     median = statistics.median
     return {
         "circuits": circuits,

@@ -87,7 +87,8 @@ def plain_loop(shots: int) -> float:
 def timed_flow(shots: int) -> tuple[float, dict]:
     started = time.perf_counter()
     # A new experiment id each time: a repeated one would be answered from the iteration cache.
-    state = asyncio.run(vqe_h2(experiment_id=f"bench-vqe-{uuid.uuid4().hex[:12]}", checkpoint_location=tempfile.mkdtemp(),
+    state = asyncio.run(vqe_h2(experiment_id=f"bench-vqe-{uuid.uuid4().hex[:12]}",
+                               checkpoint_location=tempfile.mkdtemp(),
                                max_iterations=ITERATIONS, tolerance=0.0, shots=shots, return_state=True))
     elapsed = time.perf_counter() - started
     settle(state.state_details.flow_run_id, ITERATIONS)
@@ -148,7 +149,8 @@ async def no_op_flow() -> None:
 
 def prefect_floor(repeats: int) -> dict:
     figures = {}
-    for name, flow_fn, task_runs in (("empty_flow_ms", empty_flow, 0), ("flow_with_17_no_op_tasks_ms", no_op_flow, ITERATIONS)):
+    for name, flow_fn, task_runs in (("empty_flow_ms", empty_flow, 0),
+                                     ("flow_with_17_no_op_tasks_ms", no_op_flow, ITERATIONS)):
         times = []
         for _ in range(repeats):
             started = time.perf_counter()

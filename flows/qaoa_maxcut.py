@@ -54,7 +54,7 @@ def qaoa_ansatz(layers: int, nodes: int = NODES, edges=EDGES) -> tuple[str, list
 
 @task(name="sample-cuts")
 def sample_cuts(device: BraketDevice, ansatz: str, names: list[str], parameters: list[float], shots: int) -> dict:
-    counts = device.run(ansatz, shots=shots, inputs=dict(zip(names, parameters))).measurement_counts
+    counts = device.run(ansatz, shots=shots, inputs=dict(zip(names, parameters, strict=True))).measurement_counts
     best = max(counts, key=cut_value)
     return {"best_bits": best, "best_cut": cut_value(best)}
 

@@ -32,14 +32,14 @@ def vqe_job(learning_rate: float = 0.1, max_iterations: int = 20):
 
 
 @flow(name="vqe-sweep")
-async def sweep(learning_rates: list[float] = [0.05, 0.1, 0.2, 0.4], max_iterations: int = 20) -> dict:
+async def sweep(learning_rates: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4), max_iterations: int = 20) -> dict:
     """Runs one VQE job per learning rate, concurrently, and compares them."""
     jobs = [vqe_job(learning_rate=rate, max_iterations=max_iterations) for rate in learning_rates]
     await asyncio.gather(*(wait_for_job_async(job, poll_interval_seconds=1.0, expected_iterations=max_iterations)
                            for job in jobs))
     exact = H2_HAMILTONIAN.exact_ground_energy()
     rows = []
-    for rate, job in zip(learning_rates, jobs):
+    for rate, job in zip(learning_rates, jobs, strict=True):
         result = get_job_result(job)
         rows.append({"learning_rate": rate, "job": job.name, "energy": result["energy"],
                      "error_hartree": result["energy"] - exact, "iterations": result["iterations"],

@@ -4,8 +4,8 @@ tests/integration/conftest.py; the unit tier (tests/unit) needs none of them."""
 import json
 
 import pytest
-from helpers.reports import REPORTS
 
+from helpers.reports import REPORTS
 from prefect_braket.backends.local.engine import LocalEngine
 from prefect_braket.core.states import TERMINAL_STATES
 

@@ -46,7 +46,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO, Iterator
 
 from prefect_braket.core.errors import PrefectBraketError
 
@@ -109,7 +109,8 @@ def pack_directory(directory: Path, archive: Path) -> None:
                     elif entry.is_dir(follow_symlinks=False):
                         status = entry.stat(follow_symlinks=False)
                         info = tarfile.TarInfo(name)
-                        info.type, info.mode, info.mtime = tarfile.DIRTYPE, stat.S_IMODE(status.st_mode), status.st_mtime
+                        info.type = tarfile.DIRTYPE
+                        info.mode, info.mtime = stat.S_IMODE(status.st_mode), status.st_mtime
                         tar.addfile(info)
                         pending.append((entry.path, name + "/"))
                     elif entry.is_file(follow_symlinks=False):
@@ -204,7 +205,7 @@ def read_member(
                 f"max_size=..., or the environment variable {READ_VARIABLE}."
             )
         buffer = io.BytesIO()
-        with tar.extractfile(data.member) as source:
+        with _extract(tar, data.member) as source:
             _copy(source, buffer, data.member.size)
         return buffer.getvalue()
 
@@ -227,7 +228,7 @@ _Names = dict[tuple[str, ...], _File | None]
 class _BoundedReads:
     """The decompressed stream as tarfile reads it, refusing any one read over `READ_STEP`."""
 
-    def __init__(self, stream: BinaryIO, archive: Path):
+    def __init__(self, stream: io.BufferedIOBase, archive: Path):
         self.stream, self.archive = stream, archive
 
     def read(self, size: int) -> bytes:
@@ -243,6 +244,13 @@ class _BoundedReads:
 
     def tell(self) -> int:
         return self.stream.tell()
+
+    # tarfile's stubs ask every fileobj for these two; reading an archive it calls neither.
+    def write(self, data: bytes) -> int:
+        raise io.UnsupportedOperation(f"{self.archive} is open for reading only")
+
+    def close(self) -> None:
+        pass  # the stream is `_open`'s, which closes it
 
 
 @contextmanager
@@ -383,7 +391,7 @@ def _write(tar: tarfile.TarFile, steps: list[tuple[tuple[str, ...], _File | None
                 fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=parent)
                 with open(fd, "wb") as out:
                     if data.path == parts:
-                        source = tar.extractfile(data.member)
+                        source = _extract(tar, data.member)
                     else:  # a link: a copy of the file already written for its target
                         first = _open_directory(root, data.path[:-1])
                         try:
@@ -410,7 +418,16 @@ def _open_directory(root: int, parts: tuple[str, ...]) -> int:
     return fd
 
 
-def _copy(source: BinaryIO, out: BinaryIO, size: int) -> None:
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The data of a regular member. tarfile answers None for members that are not files, which
+    `_plan` refuses, so the error here is for a member `_plan` did not check."""
+    source = tar.extractfile(member)
+    if source is None:
+        raise _refused(member, "it is not a regular file")
+    return source
+
+
+def _copy(source: IO[bytes], out: BinaryIO, size: int) -> None:
     remaining = size
     while remaining:
         chunk = source.read(min(READ_STEP, remaining))

@@ -41,10 +41,11 @@ class DeviceArn:
         if isinstance(arn, str) and arn in LOCAL_SIMULATORS:
             return cls(arn, True, False, "braket", LOCAL_SIMULATORS[arn], None)
         match = AWS_DEVICE_ARN.match(arn) if isinstance(arn, str) else None
-        if match is None:
+        if not isinstance(arn, str) or match is None:
             raise ValueError(
                 f"Device ARN {arn!r} is not one Braket knows: use 'local:braket/braket_sv', "
-                "'local:braket/braket_dm', or an AWS ARN such as 'arn:aws:braket:::device/quantum-simulator/amazon/sv1' "
+                "'local:braket/braket_dm', or an AWS ARN such as "
+                "'arn:aws:braket:::device/quantum-simulator/amazon/sv1' "
                 "or 'arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1'."
             )
         region, _, kind, provider, name = match.groups()

@@ -63,7 +63,9 @@ class BraketApi:
         devices: The devices served at first (`set_devices` replaces them).
     """
 
-    def __init__(self, client: Callable[[str], Any], engine: LocalEngine, devices: Iterable[DeviceModel] = DEFAULT_DEVICES):
+    def __init__(
+        self, client: Callable[[str], Any], engine: LocalEngine, devices: Iterable[DeviceModel] = DEFAULT_DEVICES
+    ):
         self._shared = SharedState()
         self._tasks: Registry[TaskRecord] = Registry("Quantum task")
         self._queues = TaskQueues(self._shared, client)
@@ -195,7 +197,8 @@ class BraketApi:
         program = Program(action["source"], action.get("inputs") or {})
         program.check_syntax()  # Braket refuses such a program at creation, not when it runs
         if device.qubits and program.qubit_count() > device.qubits:
-            raise ValidationError(f"The program uses {program.qubit_count()} qubits; {device.name} has {device.qubits}.")
+            raise ValidationError(
+                f"The program uses {program.qubit_count()} qubits; {device.name} has {device.qubits}.")
         job_arn, priority = self._jobs.priority_for(payload.get("jobToken"), device.arn)
         task_id = str(uuid.uuid4())
         return TaskRecord(arn=task_arn(region, task_id), device_arn=device.arn, shots=shots,
@@ -204,7 +207,9 @@ class BraketApi:
                           program=program, priority=priority, device_parameters=payload.get("deviceParameters") or "{}",
                           tags=payload.get("tags") or {}, job_arn=job_arn)
 
-    def get_quantum_task(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def get_quantum_task(
+        self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]
+    ) -> dict[str, Any]:
         with self._shared.lock:
             record = self._tasks.get(arn)
             answer = record.answer()
@@ -212,7 +217,9 @@ class BraketApi:
                 answer["queueInfo"] = self._queues.queue_info(record)
             return answer
 
-    def cancel_quantum_task(self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def cancel_quantum_task(
+        self, arn: str, payload: dict[str, Any], region: str, query: dict[str, list[str]]
+    ) -> dict[str, Any]:
         """A queued task is cancelled at once; a running one is CANCELLING until its run ends."""
         with self._shared.lock:
             record = self._tasks.get(arn)

@@ -18,7 +18,10 @@ def main() -> None:
     parser.add_argument("--devices", type=Path, help="A JSON list of DeviceModel fields (default: SV1, DM1, "
                                                        "IonQ Forte-1 and IQM Garnet emulated on local simulators).")
     options = parser.parse_args()
-    devices = [DeviceModel(**d) for d in json.loads(options.devices.read_text())] if options.devices else DEFAULT_DEVICES
+    if options.devices:
+        devices = [DeviceModel(**d) for d in json.loads(options.devices.read_text())]
+    else:
+        devices = DEFAULT_DEVICES
     server, url = serve(options.host, options.port, devices)
     print(f"Braket endpoint on {url}: export AWS_ENDPOINT_URL={url}", flush=True)
     try:

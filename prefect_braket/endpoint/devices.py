@@ -48,7 +48,8 @@ class DeviceModel:
             raise ValueError(f"Device {self.arn!r}: the endpoint serves AWS device ARNs, not local ones.")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"Device {self.arn}: {name} {getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+                raise ValueError(
+                    f"Device {self.arn}: {name} {getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         for window in self.execution_windows:
             day, start, end = (window.get(k) for k in ("executionDay", "windowStartHour", "windowEndHour"))
             if day not in WINDOW_DAYS or not all(WINDOW_HOUR.fullmatch(hour or "") for hour in (start, end)):

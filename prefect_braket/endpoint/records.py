@@ -108,8 +108,8 @@ class JobRecord:
     def answer(self, meta: dict[str, Any], queue_info: bool) -> dict[str, Any]:
         """GetJob's answer, from the request and the engine's metadata (`LocalEngine.get_job`)."""
         answer = {key: self.request[key] for key in ECHOED_JOB_FIELDS if key in self.request}
-        answer.update(jobArn=self.arn, status=meta["status"],
-                      events=[{**e, "timeOfEvent": e["timeOfEvent"].timestamp()} for e in meta["events"]][-EVENTS_SHOWN:])
+        events = [{**e, "timeOfEvent": e["timeOfEvent"].timestamp()} for e in meta["events"]]
+        answer.update(jobArn=self.arn, status=meta["status"], events=events[-EVENTS_SHOWN:])
         if queue_info:
             answer["queueInfo"] = meta["queueInfo"]
         answer.update({key: meta[key].timestamp() for key in JOB_TIMES if key in meta})

@@ -41,14 +41,14 @@ class SpendingLedger:
         return {"path": self.path, "_spent": self.spent()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["_spent"])
+        type(self).__init__(self, state["path"], state["_spent"])
 
     def __repr__(self) -> str:
         return f"SpendingLedger({str(self.path) if self.path else 'in memory'}, spent_usd={self.spent():.4f})"
 
-    def _read(self) -> float:
+    def _read(self, path: Path) -> float:
         try:
-            text = self.path.read_text()
+            text = path.read_text()
         except FileNotFoundError:
             return 0.0
         try:
@@ -58,7 +58,7 @@ class SpendingLedger:
             return float(spent)
         except (ValueError, KeyError, TypeError) as error:
             raise RuntimeError(
-                f"The spending ledger {self.path} is damaged ({type(error).__name__}: {error}): restore it, or "
+                f"The spending ledger {path} is damaged ({type(error).__name__}: {error}): restore it, or "
                 "remove it to count this budget from $0 again."
             ) from None
 
@@ -73,7 +73,7 @@ class SpendingLedger:
             descriptor = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)
-                spent = self._read()
+                spent = self._read(self.path)
                 new = change(spent)
                 if new != spent:
                     write_atomically(self.path, json.dumps({"spent_usd": new}))

@@ -82,11 +82,16 @@ def deserialize_values(
     return {k: pickle.loads(codecs.decode(v.encode(), "base64")) for k, v in data.items()}
 
 
+def _value_json(value: Any, key: str) -> str:
+    """One value of the data dictionary as JSON, numpy values as lists; an error names `key`."""
+    return json.dumps(value, default=lambda item: _to_json_value(item, key))
+
+
 def dump_persisted_data(data: dict[str, Any], data_format: PersistedJobDataFormat) -> str:
     """Renders Braket's `PersistedJobData` JSON document."""
     # One value at a time, so that an unserializable value is reported by its key.
     values = ", ".join(
-        f"{json.dumps(str(key))}: {json.dumps(value, default=lambda v, k=key: _to_json_value(v, str(k)))}"
+        f"{json.dumps(str(key))}: {_value_json(value, str(key))}"
         for key, value in serialize_values(data, data_format).items()
     )
     return (

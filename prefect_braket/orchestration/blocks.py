@@ -109,7 +109,9 @@ class BraketHybridJob(JobBlock[dict]):
     )
     job_name_prefix: Optional[str] = Field(
         default=None,
-        description="Jobs are named '<prefix>-<milliseconds>-<4 hex digits>'; by default the entry point's module name.",
+        description=(
+            "Jobs are named '<prefix>-<milliseconds>-<4 hex digits>'; by default the entry point's module name."
+        ),
     )
     hyperparameters: dict[str, str] = Field(
         default_factory=dict, description="String values bound to the entry point's typed arguments."
@@ -127,7 +129,8 @@ class BraketHybridJob(JobBlock[dict]):
         description="Where jobs run: the embedded engine (local), Amazon Braket (aws), or by the device ARN (auto).",
     )
     engine_home: Optional[str] = Field(
-        default=None, description="The embedded engine's directory; by default $PREFECT_BRAKET_HOME or ~/.prefect_braket."
+        default=None,
+        description="The embedded engine's directory; by default $PREFECT_BRAKET_HOME or ~/.prefect_braket.",
     )
     aws_credentials: Optional[AwsCredentials] = Field(
         default=None, description="Credentials for Amazon Braket; the default boto3 chain when unset."
@@ -192,7 +195,9 @@ class BraketDevice(Block):
 
     device_arn: str = Field(
         default="local:braket/braket_sv",
-        description="The device ARN (an AWS QPU or simulator ARN, or local:braket/braket_sv or local:braket/braket_dm).",
+        description=(
+            "The device ARN (an AWS QPU or simulator ARN, or local:braket/braket_sv or local:braket/braket_dm)."
+        ),
     )
     aws_credentials: Optional[AwsCredentials] = Field(
         default=None, description="Credentials for Amazon Braket; the default boto3 chain when unset."
@@ -202,7 +207,8 @@ class BraketDevice(Block):
     )
     s3_prefix: str = Field(default="tasks", description="Key prefix of task results in the bucket.")
     default_shots: Optional[int] = Field(
-        default=None, ge=0, description="Shots when a run names none: 1000 on QPUs and 0 (exact) on simulators by default."
+        default=None, ge=0,
+        description="Shots when a run names none: 1000 on QPUs and 0 (exact) on simulators by default.",
     )
     reservation_arn: Optional[str] = Field(
         default=None, description="A Braket Direct reservation whose time window the tasks run in."
@@ -251,7 +257,8 @@ class BraketDevice(Block):
         """The device's region (from its ARN), the credentials' region for region-less ARNs, None locally."""
         if self.is_local:
             return None
-        return device_region(self.device_arn) or (self.aws_credentials and self.aws_credentials.region_name) or "us-east-1"
+        credentials_region = self.aws_credentials and self.aws_credentials.region_name
+        return device_region(self.device_arn) or credentials_region or "us-east-1"
 
     @property
     def budget(self) -> Budget:
@@ -348,8 +355,8 @@ class BraketDevice(Block):
 
     def run_batch(
         self, programs: Sequence[Any], shots: Optional[int] = None,
-        inputs: Optional[dict[str, Any] | Sequence[Optional[dict[str, Any]]]] = None, max_parallel: Optional[int] = None,
-        client_token: Optional[str] = None,
+        inputs: Optional[dict[str, Any] | Sequence[Optional[dict[str, Any]]]] = None,
+        max_parallel: Optional[int] = None, client_token: Optional[str] = None,
     ) -> list[TaskResult]:
         """Runs several programs; results in program order.
 
@@ -361,7 +368,7 @@ class BraketDevice(Block):
         A `client_token` that is the same on every retry (the Prefect tasks pass one) makes a retried
         batch get back the tasks it already created on Amazon Braket.
         """
-        resolved = [to_program(p, i) for p, i in zip(programs, input_sets(programs, inputs))]
+        resolved = [to_program(p, i) for p, i in zip(programs, input_sets(programs, inputs), strict=True)]
         budget = self.budget
         return run_programs(self.executor(), self.description(DESCRIPTION_MAX_AGE_SECONDS), resolved,
                             self.resolve_shots(shots), budget, budget.prices, max_parallel or self.max_parallel,
@@ -375,7 +382,8 @@ class _Hidden:
     """Credentials as a device's text shows them: which, never their keys."""
 
     def __init__(self, credentials: Any):
-        self.text = f"{type(credentials).__name__}(profile_name={getattr(credentials, 'profile_name', None)!r}, keys hidden)"
+        profile = getattr(credentials, "profile_name", None)
+        self.text = f"{type(credentials).__name__}(profile_name={profile!r}, keys hidden)"
 
     def __repr__(self) -> str:
         return self.text

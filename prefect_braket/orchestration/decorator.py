@@ -253,5 +253,6 @@ def _requirement_lines(dependencies: str | Path | list[str] | None) -> list[str]
         return [str(d) for d in dependencies]
     path = Path(dependencies)
     if not path.is_file():
-        raise FileNotFoundError(f"dependencies {str(path)!r} is not a requirements file (or pass a list of requirements).")
+        raise FileNotFoundError(
+            f"dependencies {str(path)!r} is not a requirements file (or pass a list of requirements).")
     return path.read_text().splitlines()

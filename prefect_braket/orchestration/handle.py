@@ -168,7 +168,8 @@ class HybridJob:
         follows the new job; returns the new ARN, or None if the job did not end that way or its
         lineage already has `limit` replacements."""
         meta = self.metadata(use_cached_value=True)
-        if len(self.replaced) >= limit or meta["status"] != "FAILED" or not is_instance_failure(meta.get("failureReason")):
+        lost = meta["status"] == "FAILED" and is_instance_failure(meta.get("failureReason"))
+        if len(self.replaced) >= limit or not lost:
             return None
         new = self.backend.resubmit_job(self.arn, replacement_token(self.arn))
         self.replaced.append(self.arn)

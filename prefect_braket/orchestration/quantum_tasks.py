@@ -38,16 +38,19 @@ from prefect_braket.quantum.results import TaskResult
 class QuantumProgramCache(CachePolicy):
     """Keys a run by what determines its result: device, canonical programs and inputs, shots."""
 
-    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> Optional[str]:
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> Optional[str]:
         device: BraketDevice = inputs["device"]
         if "programs" in inputs:
             programs = inputs["programs"]
-            keys = [to_program(p, i).cache_key() for p, i in zip(programs, input_sets(programs, inputs.get("inputs")))]
+            sets = input_sets(programs, inputs.get("inputs"))
+            keys = [to_program(p, i).cache_key() for p, i in zip(programs, sets, strict=True)]
         else:
             keys = [to_program(inputs["program"], inputs.get("inputs")).cache_key()]
         return hash_objects(
-            task_ctx.task.name, device.device_arn, device.reservation_arn, device.resolve_shots(inputs.get("shots")), keys,
-            raise_on_failure=True,
+            task_ctx.task.name, device.device_arn, device.reservation_arn, device.resolve_shots(inputs.get("shots")),
+            keys, raise_on_failure=True,
         )
 
 

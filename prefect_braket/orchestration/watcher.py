@@ -178,7 +178,7 @@ class JobWatcher:
         chunk = self.job.backend.read_log(self.job.arn, self.cursor)
         self.cursor, self.backlog = chunk.cursor, chunk.more
         self.log_source = chunk.source or self.log_source
-        for line, stamp in zip(chunk.lines, itertools.chain(chunk.timestamps, itertools.repeat(None))):
+        for line, stamp in zip(chunk.lines, itertools.chain(chunk.timestamps, itertools.repeat(None)), strict=False):
             row = self.parser.feed(line, stamp)
             if row is not None and "iteration_number" in row:
                 iteration = row["iteration_number"]
@@ -247,7 +247,8 @@ class JobWatcher:
             return
         progress = self._progress(status)
         if self.progress_id is None:
-            self.progress_id = publish_progress(progress, f"{self.key}-progress", f"Progress of hybrid job {self.job.name}")
+            self.progress_id = publish_progress(progress, f"{self.key}-progress",
+                                                f"Progress of hybrid job {self.job.name}")
             self.progress_value = progress
         elif progress != self.progress_value:
             update_progress(self.progress_id, progress)

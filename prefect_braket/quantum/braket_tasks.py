@@ -74,4 +74,4 @@ class BraketTaskExecutor:
             hashlib.sha256(f"{client_token}:{index}".encode()).hexdigest() for index in range(len(requests))]
         finished = self.session.run_quantum_tasks(requests, max_parallel=max_parallel, client_tokens=tokens)
         return [TaskResult.from_gate_model(document, task["quantumTaskArn"], self.device_arn, program=program)
-                for program, (task, document) in zip(programs, finished)]
+                for program, (task, document) in zip(programs, finished, strict=True)]

@@ -70,7 +70,8 @@ def syntax_error(source: str) -> str | None:
         token = problem.offendingToken
         line = source.splitlines()[token.line - 1].strip() if 0 < token.line <= len(source.splitlines()) else ""
         expected = problem.getExpectedTokens()
-        wanted = expected.toString(problem.recognizer.literalNames, problem.recognizer.symbolicNames) if expected else ""
+        recognizer = problem.recognizer
+        wanted = expected.toString(recognizer.literalNames, recognizer.symbolicNames) if expected else ""
         message = f"OpenQASM 3 syntax error at {token.text!r} in `{line}`"
         if wanted:
             message += f": expected {wanted}"
@@ -121,9 +122,8 @@ class Program:
         missing = sorted(declared - set(self.inputs))
         unknown = sorted(set(self.inputs) - declared)
         if missing:
-            raise ValueError(
-                f"Program input(s) {missing} have no value: pass inputs={{{', '.join(repr(m) + ': ...' for m in missing)}}}."
-            )
+            example = ", ".join(repr(m) + ": ..." for m in missing)
+            raise ValueError(f"Program input(s) {missing} have no value: pass inputs={{{example}}}.")
         if unknown:
             raise ValueError(f"Input(s) {unknown} are not declared in the program (declared: {sorted(declared)}).")
 
@@ -239,5 +239,6 @@ def to_program(program: Any, inputs: dict[str, Any] | None = None) -> Program:
 
         return Program(from_qiskit_source(qasm3.dumps(program)), inputs or {})
     raise TypeError(
-        f"Cannot run a {type(program).__name__}: pass OpenQASM 3 source, a Program, a Braket Circuit or a Qiskit circuit."
+        f"Cannot run a {type(program).__name__}: pass OpenQASM 3 source, a Program, a Braket Circuit or a "
+        "Qiskit circuit."
     )

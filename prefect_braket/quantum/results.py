@@ -33,7 +33,7 @@ def _observable_eigenvalues(observable: list, bits: np.ndarray) -> np.ndarray:
     """Per-shot eigenvalues of a tensor product of Pauli-like factors, from the bits measured
     after the basis change the device applied for it (bit 0 → +1, bit 1 → -1)."""
     values = np.ones(bits.shape[0])
-    for factor, column in zip(observable, bits.T):
+    for factor, column in zip(observable, bits.T, strict=True):
         if factor.lower() in PAULI_LIKE:
             values = values * (1 - 2 * column)
         elif factor.lower() != "i":
@@ -56,7 +56,8 @@ def _sampled_value(result_type: dict[str, Any], measurements: np.ndarray, measur
         return np.bincount(indices, minlength=2 ** len(targets)) / len(measurements)
     observable = result_type.get("observable") or ["z"]
     if observable == ["hermitian"]:
-        raise ValueError("A Hermitian observable with shots > 0 cannot be estimated from bits here: run it with shots=0.")
+        raise ValueError(
+            "A Hermitian observable with shots > 0 cannot be estimated from bits here: run it with shots=0.")
     if len(observable) == 1 and len(targets) > 1:
         observable = observable * len(targets)
     eigenvalues = _observable_eigenvalues(observable, columns)

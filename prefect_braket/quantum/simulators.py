@@ -51,7 +51,8 @@ class LocalSimulator:
             qubit_count=int(properties.paradigm.qubitCount),
             shots_range=(int(properties.service.shotsRange[0]),
                          min(int(properties.service.shotsRange[1]), LOCAL_MAX_SHOTS)),
-            result_types={r.name.lower(): (int(r.minShots or 0), int(r.maxShots or 0)) for r in action.supportedResultTypes},
+            result_types={r.name.lower(): (int(r.minShots or 0), int(r.maxShots or 0))
+                          for r in action.supportedResultTypes},
         )
 
     @classmethod
@@ -60,7 +61,8 @@ class LocalSimulator:
         from braket.ir.openqasm import Program as OpenQASMProgram
 
         started = time.perf_counter()
-        result = cls.simulator(device_arn).run(OpenQASMProgram(source=program.source, inputs=program.inputs), shots=shots)
+        request = OpenQASMProgram(source=program.source, inputs=program.inputs)
+        result = cls.simulator(device_arn).run(request, shots=shots)
         elapsed_ms = (time.perf_counter() - started) * 1000
         return f"local:task/{uuid.uuid4()}", result.dict(), elapsed_ms
 

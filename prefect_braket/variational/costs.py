@@ -63,14 +63,14 @@ class ParametricCost:
         for point in points:
             for source, _ in programs:
                 batch.append(source)
-                inputs.append(dict(zip(self.parameters, map(float, point))))
+                inputs.append(dict(zip(self.parameters, map(float, point), strict=True)))
         results = iter(device.run_batch(batch, shots=shots, inputs=inputs, client_token=client_token))
         energies = []
         for _ in points:
             energy = self.observable.constant()
             for _, group in programs:
                 values = next(results).values
-                energy += sum(c * float(v) for (_, c), v in zip(group, values))
+                energy += sum(c * float(v) for (_, c), v in zip(group, values, strict=True))
             energies.append(energy)
         return energies
 

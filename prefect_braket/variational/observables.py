@@ -28,7 +28,8 @@ class Observable:
     def from_dict(cls, terms: dict[str, float], offset: float = 0.0) -> "Observable":
         lengths = {len(p) for p in terms}
         if len(lengths) != 1 or not all(PAULI_STRING.match(p) for p in terms):
-            raise ValueError(f"Observable terms must be Pauli strings of one length over I, X, Y, Z; got {sorted(terms)}.")
+            raise ValueError(
+                f"Observable terms must be Pauli strings of one length over I, X, Y, Z; got {sorted(terms)}.")
         return cls(tuple((p, float(c)) for p, c in terms.items()), float(offset))
 
     @property
@@ -60,8 +61,8 @@ class Observable:
         groups: list[tuple[list[str], list[tuple[str, float]]]] = []
         for paulis, coefficient in self.measured_terms():
             for basis, members in groups:
-                if all(b == "I" or p == "I" or b == p for b, p in zip(basis, paulis)):
-                    basis[:] = [p if b == "I" else b for b, p in zip(basis, paulis)]
+                if all(b == "I" or p == "I" or b == p for b, p in zip(basis, paulis, strict=True)):
+                    basis[:] = [p if b == "I" else b for b, p in zip(basis, paulis, strict=True)]
                     members.append((paulis, coefficient))
                     break
             else:

@@ -20,7 +20,9 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(bars[int((v - low) / ((high - low) or 1) * (len(bars) - 1))] for v in values)
 
 
-def convergence_svg(energies: Sequence[float], reference: float | None = None, width: int = 480, height: int = 200) -> str:
+def convergence_svg(
+    energies: Sequence[float], reference: float | None = None, width: int = 480, height: int = 200
+) -> str:
     """A line plot of energy by iteration (and a dashed reference line), as SVG."""
     values = list(energies) + ([reference] if reference is not None else [])
     low, high = min(values), max(values)

@@ -10,6 +10,8 @@ FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 ROLE = "arn:aws:iam::123456789012:role/service-role/AmazonBraketJobsExecutionRole"
 BUCKET = "amazon-braket-us-east-1-123456789012"  # moto's account
 JOB_ARN = "arn:aws:braket:us-east-1:123456789012:job/6a4ed3ad-6b4f-4a30-a7b6-0d0fc7a6d1e2"
+# What a HybridJob sends GetJob for JOB_ARN: it always asks for the job's place in the queue.
+GET_JOB_PARAMS = {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]}
 
 
 DEVICES = json.loads((DATA / "get_device.json").read_text())

@@ -8,8 +8,8 @@ import sys
 import boto3
 import pytest
 from botocore.stub import Stubber
-from helpers.servers import free_port, wait_until_up
 
+from helpers.servers import free_port, wait_until_up
 from prefect_braket.backends.aws.backend import AwsBackend
 
 
@@ -79,6 +79,7 @@ def aws(aws_session, moto_endpoint):
     stubber.activate()
     backend = AwsBackend(session=aws_session, region="us-east-1", endpoint_url=moto_endpoint, braket_client=client)
     calls = []
-    client.meta.events.register("provide-client-params.braket.*", lambda params, model, **kw: calls.append((model.name, dict(params))))
+    client.meta.events.register("provide-client-params.braket.*",
+                                lambda params, model, **kw: calls.append((model.name, dict(params))))
     yield backend, stubber, calls
     stubber.deactivate()

@@ -10,12 +10,12 @@ import time
 
 import boto3
 import pytest
-from helpers.servers import endpoint_control
-from helpers.waiting import job_count
 from prefect import flow
 from prefect_aws import AwsCredentials
 from pydantic import SecretStr
 
+from helpers.servers import endpoint_control
+from helpers.waiting import job_count
 from prefect_braket import (
     BraketDevice,
     Budget,
@@ -306,7 +306,8 @@ def test_credentials_in_a_job_argument_never_travel_into_the_job(engine):
     job = look(device)
     assert job.result(poll_interval_seconds=0.1) == {"credentials": "None", "arn": SV1}
     shipped = _source_bytes(engine, job)
-    shown = json.dumps(job.metadata()["hyperParameters"]) + engine.job_directory(job.arn).joinpath("log.txt").read_text()
+    log = engine.job_directory(job.arn).joinpath("log.txt").read_text()
+    shown = json.dumps(job.metadata()["hyperParameters"]) + log
     for secret in KEYED.values():
         assert secret.encode() not in shipped
         assert secret not in shown
@@ -383,7 +384,8 @@ def test_malformed_openqasm_names_the_line_and_what_is_missing(endpoint):
 
 def test_local_simulators_take_no_more_shots_than_braket_simulators():
     started = time.monotonic()
-    with pytest.raises(DeviceCapabilityError, match=r"1000000000 shots is outside what braket_sv takes \(0 to 100000\)"):
+    refusal = r"1000000000 shots is outside what braket_sv takes \(0 to 100000\)"
+    with pytest.raises(DeviceCapabilityError, match=refusal):
         BraketDevice().run(BELL, shots=10**9)
     assert time.monotonic() - started < 10  # refused, not simulated
     assert BraketDevice().run(BELL, shots=100_000).measurement_counts.total() == 100_000

@@ -14,8 +14,8 @@ import tempfile
 
 import boto3
 import pytest
-from helpers.archives import link_chain, regular, results_json, tar_gz
 
+from helpers.archives import link_chain, regular, results_json, tar_gz
 from prefect_braket import hybrid_job
 from prefect_braket.core.archive import ArchiveTooLargeError, UnsafeArchiveError
 

@@ -66,7 +66,7 @@ class AwsBackend:
         return {"region": self.aws.region, "endpoint_url": self.aws.endpoint_url}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(region=state["region"], endpoint_url=state["endpoint_url"])
+        type(self).__init__(self, region=state["region"], endpoint_url=state["endpoint_url"])
 
     def __repr__(self) -> str:
         endpoint = f", endpoint_url={self.aws.endpoint_url!r}" if self.aws.endpoint_url else ""
@@ -141,7 +141,8 @@ class AwsBackend:
                 "check the ARN (BraketDevice(...).status(), or the devices page of the Braket console)."
             ) from None
         if status == "RETIRED":
-            raise AwsConfigurationError(f"Device {device_arn} is RETIRED: a job for it would never run; choose another.")
+            raise AwsConfigurationError(
+                f"Device {device_arn} is RETIRED: a job for it would never run; choose another.")
 
     def _upload_source(self, spec: JobSpec, uri: str) -> str:
         """Uploads the job's source archive (packed here unless it is a `.tar.gz`) to `uri`."""
@@ -211,7 +212,8 @@ class AwsBackend:
             jobName=name, checkpointConfig=checkpoints, clientToken=client_token,
             outputDataConfig={**meta["outputDataConfig"], "s3Path": f"{root}/data"},
             # Tags under "aws:" are AWS's own and cannot be set in a request.
-            tags={**{k: v for k, v in (meta.get("tags") or {}).items() if not k.startswith("aws:")}, REPLACES_TAG: job_arn},
+            tags={**{k: v for k, v in (meta.get("tags") or {}).items() if not k.startswith("aws:")},
+                  REPLACES_TAG: job_arn},
         )
         return request
 

@@ -26,7 +26,8 @@ IMAGE_REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1
 def image_uri(framework: str, region: str) -> str:
     """The URI of one of Braket's job images ("base", "pytorch", "tensorflow", "cudaq") in a region."""
     if framework not in IMAGE_REPOSITORIES:
-        raise ValueError(f"Unknown job image {framework!r}: use one of {sorted(IMAGE_REPOSITORIES)} or a full image URI.")
+        raise ValueError(
+            f"Unknown job image {framework!r}: use one of {sorted(IMAGE_REPOSITORIES)} or a full image URI.")
     if region not in IMAGE_REGIONS:
         raise ValueError(f"Braket job images are not in {region!r}; they are in {', '.join(IMAGE_REGIONS)}.")
     return f"{IMAGE_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{IMAGE_REPOSITORIES[framework]}:latest"

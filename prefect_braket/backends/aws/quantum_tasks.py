@@ -49,7 +49,8 @@ class QuantumTasks:
         """Asks the task to stop; returns CANCELLING or CANCELLED, or the status of a task that already ended."""
         braket = self.aws.braket(resource_region(task_arn))
         try:
-            return braket.cancel_quantum_task(quantumTaskArn=task_arn, clientToken=str(uuid.uuid4()))["cancellationStatus"]
+            answer = braket.cancel_quantum_task(quantumTaskArn=task_arn, clientToken=str(uuid.uuid4()))
+            return answer["cancellationStatus"]
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConflictException":
                 return self.get(task_arn)["status"]
@@ -123,10 +124,10 @@ class QuantumTasks:
         pending = list(range(len(requests)))
         for attempt in range(rerun_missing_results + 1):
             attempt_tokens = [tokens[i] if attempt == 0 else f"{tokens[i][:56]}-rerun{attempt}" for i in pending]
-            outcomes = zip(pending, self._run_once([requests[i] for i in pending], attempt_tokens, max_parallel,
-                                                   poll_interval_seconds))
+            outcomes = self._run_once([requests[i] for i in pending], attempt_tokens, max_parallel,
+                                      poll_interval_seconds)
             missing = []
-            for index, (task, document) in outcomes:
+            for index, (task, document) in zip(pending, outcomes, strict=True):
                 if document is None:
                     missing.append((index, task["quantumTaskArn"]))
                 else:
@@ -155,4 +156,4 @@ class QuantumTasks:
             reasons = "; ".join(f"{t['quantumTaskArn']}: {t['status']} {t.get('failureReason', '')}".strip()
                                 for t in failed)
             raise RuntimeError(f"{len(failed)} of {len(tasks)} quantum tasks did not complete: {reasons}")
-        return list(zip(tasks, self.fetch_results(tasks, missing_ok=True)))
+        return list(zip(tasks, self.fetch_results(tasks, missing_ok=True), strict=True))

@@ -254,7 +254,7 @@ class LocalEngine:
         if record.ended:
             return record.status
         pid = record.engine.supervisor_pid
-        if pid_alive(pid, str(job.dir)):
+        if pid is not None and pid_alive(pid, str(job.dir)):
             try:
                 os.kill(pid, signal.SIGTERM)
                 return "CANCELLING"
@@ -292,7 +292,7 @@ class LocalEngine:
         instance-failure reason (`backend.is_instance_failure`), its checkpoints kept."""
         job = self.store(job_arn)
         supervisor = job.read().engine.supervisor_pid
-        if pid_alive(supervisor, str(job.dir)):
+        if supervisor is not None and pid_alive(supervisor, str(job.dir)):
             os.kill(supervisor, signal.SIGKILL)
         # The supervisor records the job's process only after starting it, so it is found by its
         # environment. A lost machine gives its processes no SIGTERM to act on.

@@ -195,10 +195,10 @@ class JobRecord:
             job_name=record.get("jobName", _TEXT),
             status=record.get("status", _one_of(JOB_STATES)),
             created_at=record.get("createdAt", _time),
-            started_at=record.get("startedAt", _time, optional=True),
-            ended_at=record.get("endedAt", _time, optional=True),
-            failure_reason=record.get("failureReason", _TEXT, optional=True),
-            billable_duration_ms=record.get("billableDuration", _INTEGER, optional=True),
+            started_at=record.find("startedAt", _time),
+            ended_at=record.find("endedAt", _time),
+            failure_reason=record.find("failureReason", _TEXT),
+            billable_duration_ms=record.find("billableDuration", _INTEGER),
             role_arn=record.get("roleArn", _TEXT),
             script=record.get("algorithmSpecification", _Fields).get("scriptModeConfig", _script_mode),
             input_channels=dict(record.get("inputDataConfig", _list_of(_channel))),
@@ -210,7 +210,7 @@ class JobRecord:
             device=record.get("deviceConfig", _Fields).get("device", _TEXT),
             hyperparameters=record.get("hyperParameters", _MAPPING),
             tags=record.get("tags", _MAPPING),
-            reservation_arn=next(iter(record.get("associations", _list_of(_association), optional=True) or []), None),
+            reservation_arn=next(iter(record.find("associations", _list_of(_association)) or []), None),
             events=record.get("events", _list_of(_event)),
             engine=record.get("_engine", _engine_state),
         )
@@ -236,18 +236,24 @@ class _Fields:
             raise _Problem(f"{where or 'the record'} is {value!r:.60}, not an object")
         self.value, self.where = value, where
 
-    def get(self, key: str, read: Callable[[Any, str], T], optional: bool = False) -> T | None:
-        """The value at `key`, read by `read`; None if it is absent and `optional` (never if null)."""
-        where = f"{self.where}.{key}" if self.where else key
+    def get(self, key: str, read: Callable[[Any, str], T]) -> T:
+        """The value at `key`, read by `read`; raises _Problem if it is absent."""
         if key not in self.value:
-            if optional:
-                return None
-            raise _Problem(f"{where} is missing")
-        return read(self.value[key], where)
+            raise _Problem(f"{self._where(key)} is missing")
+        return read(self.value[key], self._where(key))
+
+    def find(self, key: str, read: Callable[[Any, str], T]) -> T | None:
+        """The value at `key` of an optional field, read by `read`; None if it is absent (never if null)."""
+        if key not in self.value:
+            return None
+        return read(self.value[key], self._where(key))
+
+    def _where(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
 
 
-def _of(kind: type) -> Callable[[Any, str], Any]:
-    def read(value: Any, where: str) -> Any:
+def _of(kind: type[T]) -> Callable[[Any, str], T]:
+    def read(value: Any, where: str) -> T:
         if isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool):
             return value
         raise _Problem(f"{where} is {value!r:.60}, not {kind.__name__}")
@@ -312,7 +318,7 @@ def _association(value: Any, where: str) -> str:
 def _event(value: Any, where: str) -> JobEvent:
     fields = _Fields(value, where)
     return JobEvent(fields.get("eventType", _TEXT), fields.get("timeOfEvent", _time),
-                    fields.get("message", _TEXT, optional=True) or "")
+                    fields.find("message", _TEXT) or "")
 
 
 def _engine_state(value: Any, where: str) -> EngineState:
@@ -322,6 +328,6 @@ def _engine_state(value: Any, where: str) -> EngineState:
     return EngineState(
         job_token=token,
         queue_ticket=None if ticket is None else Path(ticket),
-        supervisor_pid=fields.get("supervisorPid", _INTEGER, optional=True),
-        process_group=fields.get("processGroup", _INTEGER, optional=True),
+        supervisor_pid=fields.find("supervisorPid", _INTEGER),
+        process_group=fields.find("processGroup", _INTEGER),
     )

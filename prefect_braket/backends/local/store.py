@@ -99,7 +99,9 @@ class JobStore:
     def _ticket_problem(self, ticket: Path | None) -> str | None:
         # The file a record names as its ticket is deleted when the job ends: it must be a ticket.
         queues = self.root / "queues"
-        if ticket is None or (TICKET_NAME.fullmatch(ticket.name) and ticket.parent.parent.resolve() == queues.resolve()):
+        if ticket is None:
+            return None
+        if TICKET_NAME.fullmatch(ticket.name) and ticket.parent.parent.resolve() == queues.resolve():
             return None
         return f"_engine.queueTicket {str(ticket)!r} is not a ticket in {queues}"
 

@@ -83,13 +83,13 @@ class Supervisor:
 
     def _run_job(self) -> None:
         record = self.job.update(_started)
-        self.process = self._start(record)
-        self.job.update(lambda r: setattr(r.engine, "process_group", self.process.pid))
-        stopped = self._watch(record.stopping_condition.maxRuntimeInSeconds)
+        process = self.process = self._start(record)
+        self.job.update(lambda r: setattr(r.engine, "process_group", process.pid))
+        stopped = self._watch(process, record.stopping_condition.maxRuntimeInSeconds)
         if stopped:
             self._finish(stopped)
         else:  # a container ends everything it started; so does a local job, in `_finish`
-            self._finish(self._outcome(self.process.returncode), grace=LEFTOVER_GRACE_SECONDS)
+            self._finish(self._outcome(process.returncode), grace=LEFTOVER_GRACE_SECONDS)
 
     def _start(self, record: JobRecord) -> subprocess.Popen:
         """Starts the job's process, in a session of its own, its output appended to the job's log."""
@@ -127,8 +127,8 @@ class Supervisor:
             env["AMZN_BRAKET_INPUT_DIR"] = str(job.data_dir)
         return env
 
-    def _watch(self, limit: int) -> Ending | None:
-        """Waits for the job's process to end: None when it has, or how the job ended if it was
+    def _watch(self, process: subprocess.Popen, limit: int) -> Ending | None:
+        """Waits for the job's `process` to end: None when it has, or how the job ended if it was
         cancelled or ran out of time first."""
         deadline = time.monotonic() + limit
         backoff = Backoff(max_seconds=WATCH_MAX_SECONDS)
@@ -140,7 +140,7 @@ class Supervisor:
                 return Ending("FAILED", f"The job exceeded its maximum runtime of {limit} seconds.",
                               "MAX_RUNTIME_EXCEEDED")
             try:
-                self.process.wait(timeout=backoff.next())
+                process.wait(timeout=backoff.next())
                 return None
             except subprocess.TimeoutExpired:
                 continue
@@ -161,8 +161,8 @@ class Supervisor:
         """Ends the job: first every process of it (SIGTERM, SIGKILL after `grace`), so that nothing
         writes on while its results are packed, then its files made private, then its record."""
         job = self.job
-        end_processes(job.instance, grace, recorded=self.process and self.process.pid, supervisor=os.getpid(),
-                      reap=self._reap)
+        recorded = self.process.pid if self.process is not None else None
+        end_processes(job.instance, grace, recorded=recorded, supervisor=os.getpid(), reap=self._reap)
         job.update(lambda r: r.add_event("UPLOADING_RESULTS"))
         try:
             pack_directory(job.results_dir, job.output_archive)

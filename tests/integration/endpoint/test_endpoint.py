@@ -7,10 +7,10 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
-from helpers.servers import endpoint_control
-from helpers.waiting import wait_for
 from prefect_aws import AwsCredentials
 
+from helpers.servers import endpoint_control
+from helpers.waiting import wait_for
 from prefect_braket import BraketDevice
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"

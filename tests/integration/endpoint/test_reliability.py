@@ -9,13 +9,13 @@ import time
 
 import boto3
 import pytest
-from helpers.reports import REPORTS
-from helpers.servers import endpoint_control
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect_aws import AwsCredentials
 
+from helpers.reports import REPORTS
+from helpers.servers import endpoint_control
 from prefect_braket import BraketDevice, hybrid_job, run_quantum_batch
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
@@ -77,7 +77,8 @@ def tasks_and_jobs(device: BraketDevice, backend) -> dict:
     results = [r for batch in batches for r in batch.result()]
     job_results = [job.result(poll_interval_seconds=0.5) for job in jobs]  # a replaced job's handle follows it
     return {"tasks": [(r.task_arn, r.values[0]) for r in results],
-            "jobs": [(job.first_arn, job.replaced, job.arn, result) for job, result in zip(jobs, job_results)]}
+            "jobs": [(job.first_arn, job.replaced, job.arn, result)
+                     for job, result in zip(jobs, job_results, strict=True)]}
 
 
 def test_tasks_and_jobs_survive_throttling_and_a_dying_instance(endpoint, monkeypatch):
@@ -131,7 +132,8 @@ def test_tasks_and_jobs_survive_throttling_and_a_dying_instance(endpoint, monkey
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
         return sum(max(run.run_count - 1, 0) for run in runs)
 
-    tasks_right = sum(math.isclose(value, math.cos(t), abs_tol=1e-9) for (_, value), t in zip(outcome["tasks"], thetas))
+    tasks_right = sum(math.isclose(value, math.cos(t), abs_tol=1e-9)
+                      for (_, value), t in zip(outcome["tasks"], thetas, strict=True))
     jobs_right = sum(len(result["values"]) == STEPS for _, _, _, result in outcome["jobs"])
     REPORTS.append(("reliability: 100 quantum tasks + 5 hybrid jobs, 30% of Braket calls throttled, one instance "
                     "killed", {

@@ -7,12 +7,13 @@ import time
 
 import pytest
 import yaml
-from helpers.paths import REPO
-from helpers.servers import free_port, wait_until_up
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from helpers.paths import REPO
+from helpers.servers import free_port, wait_until_up
 
 
 def test_prefect_yaml_declares_valid_deployments():

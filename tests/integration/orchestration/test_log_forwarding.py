@@ -4,13 +4,13 @@ the Prefect API, and how the job's log is read (bounded chunks) and its metrics 
 import json
 
 import pytest
-from helpers.aws import JOB_ARN, get_job_answer, recent_ms
-from helpers.runs import latest_artifacts
-from helpers.waiting import wait_for
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+from helpers.aws import GET_JOB_PARAMS, JOB_ARN, get_job_answer, recent_ms
+from helpers.runs import latest_artifacts
+from helpers.waiting import wait_for
 from prefect_braket import hybrid_job, wait_for_job
 from prefect_braket.backends.base import LOG_CHUNK_BYTES
 from prefect_braket.jobs import log_metric
@@ -195,7 +195,7 @@ def test_metrics_table_artifact_is_sampled_and_says_so(engine):
     assert len(iterations) == METRICS_TABLE_MAX_ROWS and len(table["loss"]) == METRICS_TABLE_MAX_ROWS
     assert iterations[0] == 0.0 and iterations[-1] == float(metrics - 1)
     assert iterations == sorted(set(iterations))
-    gaps = {b - a for a, b in zip(iterations, iterations[1:])}
+    gaps = {b - a for a, b in zip(iterations, iterations[1:], strict=False)}
     assert gaps <= {2.0, 3.0}  # evenly spaced: 2,500 rows in 1,000
     assert f"1,000 of its {metrics:,} rows" in artifact.description
     assert "HybridJob.metrics()" in artifact.description
@@ -227,7 +227,7 @@ def test_engine_reads_a_large_log_in_bounded_chunks(engine):
 
 def test_aws_backend_reads_cloudwatch_in_bounded_chunks(aws):
     backend, stubber, _ = aws
-    stubber.add_response("get_job", get_job_answer("RUNNING"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    stubber.add_response("get_job", get_job_answer("RUNNING"), GET_JOB_PARAMS)
     logs = backend.client("logs")
     try:
         logs.create_log_group(logGroupName="/aws/braket/jobs")

@@ -5,15 +5,15 @@ import json
 import time
 
 import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
 from helpers import examples
 from helpers.faults import LosesFirstCreate
 from helpers.paths import REPO
 from helpers.runs import latest_artifacts
 from helpers.waiting import job_count, pid_alive, wait_for
-from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
 from prefect_braket import (
     BraketHybridJob,
     HybridJob,

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers.runs import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
 
+from helpers.runs import latest_artifacts
 from prefect_braket import BraketDevice, hybrid_job, run_quantum_batch, run_quantum_task
 from prefect_braket.jobs import get_job_device_arn, log_metric
 from prefect_braket.orchestration.context import artifact_key
@@ -99,7 +99,8 @@ def test_device_concurrency_limit_runs_one_of_your_jobs_at_a_time(engine):
     from prefect_braket import HybridJob
     from prefect_braket.orchestration.submission import device_limit_name
 
-    sleepy = hybrid_job(device=QPU, backend="local", device_concurrency_limit=True)(lambda s: __import__("time").sleep(s))
+    sleepy = hybrid_job(device=QPU, backend="local", device_concurrency_limit=True)(
+        lambda s: __import__("time").sleep(s))
     jobs: list[HybridJob] = []
 
     @flow
@@ -127,11 +128,13 @@ def test_submission_waits_for_the_execution_window(engine, monkeypatch):
     from prefect_braket.quantum.devices import DeviceDescription, ExecutionWindow
 
     now = datetime.now(timezone.utc)
-    window = ExecutionWindow("Everyday", (now + timedelta(hours=2)).strftime("%H:%M"), (now + timedelta(hours=3)).strftime("%H:%M"))
+    window = ExecutionWindow("Everyday", (now + timedelta(hours=2)).strftime("%H:%M"),
+                             (now + timedelta(hours=3)).strftime("%H:%M"))
     closed = DeviceDescription(QPU, "Forte-1", "IonQ", "QPU", "ONLINE", 36, (1, 5000), (window,))
     device = BraketDevice(device_arn=QPU)
     monkeypatch.setattr(BraketDevice, "description", lambda self, max_age_seconds=0.0: closed)
-    waits = hybrid_job(device=device, backend="local", wait_for_execution_window=True, max_window_wait_seconds=60)(lambda: 1)
+    waits = hybrid_job(device=device, backend="local", wait_for_execution_window=True,
+                       max_window_wait_seconds=60)(lambda: 1)
 
     @flow
     def submit():
@@ -139,7 +142,8 @@ def test_submission_waits_for_the_execution_window(engine, monkeypatch):
 
     state = submit(return_state=True)
     assert state.is_failed()
-    with pytest.raises(TimeoutError, match="opens its next execution window at .* later than max_window_wait_seconds=60"):
+    too_late = "opens its next execution window at .* later than max_window_wait_seconds=60"
+    with pytest.raises(TimeoutError, match=too_late):
         state.result()
     from helpers.waiting import job_count
 

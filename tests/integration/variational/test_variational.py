@@ -7,12 +7,13 @@ import re
 import sys
 
 import pytest
-from helpers.paths import FLOWS
-from helpers.runs import latest_artifacts
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.context import SyncClientContext
+
+from helpers.paths import FLOWS
+from helpers.runs import latest_artifacts
 
 sys.path.insert(0, str(FLOWS))
 
@@ -198,7 +199,8 @@ def test_the_same_loop_inside_a_job_publishes_the_same_metrics(engine, tmp_path)
     job, result = state.result()
     table = json.loads(latest_artifacts(state.state_details.flow_run_id)[f"{artifact_key(job.name)}-metrics"].data)
     assert table["iteration_number"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    in_flow = run_vqe_h2(experiment_id="same-metrics", checkpoint_location=str(tmp_path), max_iterations=6, tolerance=0.0)
+    in_flow = run_vqe_h2(experiment_id="same-metrics", checkpoint_location=str(tmp_path), max_iterations=6,
+                         tolerance=0.0)
     history = load_checkpoint(str(tmp_path), "same-metrics")["history"]
     assert table["energy"] == pytest.approx([h["energy"] for h in history])
     assert result["energy"] == pytest.approx(in_flow["energy"])

@@ -7,6 +7,7 @@ import struct
 import tarfile
 
 import pytest
+
 from helpers.archives import (
     directory,
     hardlink,
@@ -16,7 +17,6 @@ from helpers.archives import (
     symlink,
     tar_gz,
 )
-
 from prefect_braket.core import archive as archive_module
 from prefect_braket.core.archive import (
     ArchiveTooLargeError,
@@ -101,7 +101,8 @@ def test_the_chain_is_a_real_escape_for_tarfiles_own_extraction(tmp_path, victim
         [regular("f"), symlink("l", "f"), symlink("m", "l/../f")],  # through a file, as if it were a directory
         [regular("f"), symlink("l", "f/")],
         [regular("f"), regular("f/x")],
-        [directory("d"), regular("d/x"), symlink("d", "good.txt"), regular("d/evil")],  # a later member replaces a directory
+        # a later member replaces a directory
+        [directory("d"), regular("d/x"), symlink("d", "good.txt"), regular("d/evil")],
         [directory("d"), symlink("d", "/etc")],
         [regular("good.txt", b"second")],
         [regular("x"), directory("x")],
@@ -138,7 +139,8 @@ def test_internal_links_come_back_as_copies_and_names_are_normalised(tmp_path):
     archive = _archive(tmp_path / "a.tar.gz", [
         directory("./"), regular("./results.json", b"{}"), regular("dir//data.txt", b"hello"),
         symlink("dir/alias", "data.txt"), symlink("dir/dotted", "./data.txt"), hardlink("hard", "dir/./data.txt"),
-        symlink("dir/up", "../hard"), symlink("chained", "dir/alias"), directory("dir"), regular("dir/sub/deep.txt", b"deep"),
+        symlink("dir/up", "../hard"), symlink("chained", "dir/alias"), directory("dir"),
+        regular("dir/sub/deep.txt", b"deep"),
     ])
     out = safe_extract(archive, tmp_path / "out")
     assert _tree(out) == {
@@ -253,7 +255,8 @@ def test_copies_of_links_count_toward_the_limit(tmp_path):
 
 def test_many_small_members_are_refused_by_count(tmp_path, monkeypatch):
     archive = _archive(tmp_path / "many.tar.gz", [regular(f"f{i}", b"") for i in range(300)])
-    with pytest.raises(ArchiveTooLargeError, match="more than 299 members .*max_members=.*PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS"):
+    refusal = "more than 299 members .*max_members=.*PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS"
+    with pytest.raises(ArchiveTooLargeError, match=refusal):
         safe_extract(archive, tmp_path / "out", max_members=299)
     assert not (tmp_path / "out").exists()
     monkeypatch.setenv("PREFECT_BRAKET_MAX_ARCHIVE_MEMBERS", "299")

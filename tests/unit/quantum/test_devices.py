@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 from braket.schema_common import BraketSchemaBase
-from helpers.paths import DATA
 from prefect_aws import AwsCredentials
 
+from helpers.paths import DATA
 from prefect_braket import (
     BraketDevice,
     Budget,
@@ -101,7 +101,8 @@ def test_sampled_values_are_computed_from_bits_like_braket():
 
 
 def test_seed_program_x_expectation_with_shots():
-    seed = ENTANGLED.replace("ry(theta)", "rx(theta)").split("#pragma")[0] + "#pragma braket result expectation x(q[0])\n"
+    prepared = ENTANGLED.replace("ry(theta)", "rx(theta)").split("#pragma")[0]
+    seed = prepared + "#pragma braket result expectation x(q[0])\n"
     values = [BraketDevice().run(seed, shots=1000, inputs={"theta": t}).values[0] for t in (0.0, 1.0)]
     assert all(abs(v) < 0.2 for v in values)  # <X0> is 0 for every theta
 
@@ -131,7 +132,8 @@ class FakeCircuit:
 def test_sdk_circuits_and_canonical_keys():
     assert BraketDevice().run(FakeCircuit(), shots=0).values[0] == pytest.approx(1.0)
     spaced = ROTATION.replace("\n", "\r\n\n  ")
-    assert to_program(spaced, {"theta": np.float64(0.5)}).cache_key() == to_program(ROTATION, {"theta": 0.5}).cache_key()
+    assert (to_program(spaced, {"theta": np.float64(0.5)}).cache_key()
+            == to_program(ROTATION, {"theta": 0.5}).cache_key())
     assert to_program(ROTATION, {"theta": 0.5}).cache_key() != to_program(ROTATION, {"theta": 0.6}).cache_key()
 
 
@@ -180,7 +182,8 @@ def test_offline_and_retired_devices_are_refused_before_paying():
 def test_shots_qubits_and_result_types_are_validated_against_the_device():
     device, _ = aws_device("forte")
     program = "OPENQASM 3.0;\nqubit[2] q;\nh q[0];\n#pragma braket result expectation z(q[0])\n"
-    with pytest.raises(DeviceCapabilityError, match="0 shots is outside what Forte-1 takes \\(1 to 5000\\).*at least 1"):
+    refusal = "0 shots is outside what Forte-1 takes \\(1 to 5000\\).*at least 1"
+    with pytest.raises(DeviceCapabilityError, match=refusal):
         device.run(program, shots=0)
     with pytest.raises(DeviceCapabilityError, match="6000 shots"):
         device.run(program, shots=6000)
@@ -214,8 +217,8 @@ def test_job_token_goes_only_to_the_jobs_device(monkeypatch):
                                       job_token=job_priority_token(FORTE))
     with pytest.warns(PriorityWarning, match="runs in that device's normal queue"):
         other_token = job_priority_token(PAYLOADS["sv1"]["deviceArn"])
-    other = create_quantum_task_request(PAYLOADS["sv1"]["deviceArn"], program, 100, "amazon-braket-us-east-1-123456789012",
-                                        "tasks", job_token=other_token)
+    other = create_quantum_task_request(PAYLOADS["sv1"]["deviceArn"], program, 100,
+                                        "amazon-braket-us-east-1-123456789012", "tasks", job_token=other_token)
     assert own["jobToken"] == "token-123" and "jobToken" not in other
     # botocore validates both requests against Braket's service model.
     credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
@@ -247,7 +250,8 @@ def test_cost_estimates_follow_braket_billing():
     assert prices.task_cost(sv1, 0, duration_ms=100) == pytest.approx(0.075 * 3 / 60)  # 3 s minimum
     assert prices.task_cost(sv1, 0, duration_ms=120000) == pytest.approx(0.15)
     assert prices.task_cost("local:braket/braket_sv", 1000) == 0.0
-    assert prices.job_instance_cost("ml.m5.large", 3600) == pytest.approx(prices.table["job_instance_per_hour"]["ml.m5.large"])
+    hourly = prices.table["job_instance_per_hour"]["ml.m5.large"]
+    assert prices.job_instance_cost("ml.m5.large", 3600) == pytest.approx(hourly)
 
 
 def test_job_instance_cost_from_get_job():

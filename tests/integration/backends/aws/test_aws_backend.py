@@ -14,10 +14,13 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from prefect import flow
+
 from helpers import examples
 from helpers.aws import (
     BUCKET,
     FORTE,
+    GET_JOB_PARAMS,
     JOB_ARN,
     ROLE,
     expect_get_device,
@@ -27,8 +30,6 @@ from helpers.aws import (
 )
 from helpers.faults import LosesFirstCreate
 from helpers.paths import DATA
-from prefect import flow
-
 from prefect_braket import HybridJob, JobFailedError, JobSpec, hybrid_job
 from prefect_braket.backends.aws import images as aws_module
 from prefect_braket.backends.aws.backend import AwsBackend, AwsConfigurationError
@@ -83,8 +84,10 @@ def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path
     results.mkdir()
     env = {"AMZN_BRAKET_JOB_RESULTS_DIR": str(results), "AMZN_BRAKET_CHECKPOINT_DIR": str(checkpoints),
            "AMZN_BRAKET_JOB_NAME": "train-example", "PATH": os.environ["PATH"]}
-    code = f"import sys; sys.path[:] = [{str(isolated)!r}, {str(extracted)!r}] + [p for p in sys.path if 'site-packages' not in p]; " \
-           f"import importlib; importlib.import_module({module!r}).train()"
+    # Only the extracted source and cloudpickle: none of this environment's site-packages.
+    code = (f"import sys; sys.path[:] = [{str(isolated)!r}, {str(extracted)!r}] "
+            "+ [p for p in sys.path if 'site-packages' not in p]; "
+            f"import importlib; importlib.import_module({module!r}).train()")
     run = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "Metrics - timestamp=" in run.stdout and "theta=0.5; iteration_number=4;" in run.stdout
@@ -96,7 +99,8 @@ def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path
 def test_python_mismatch_is_refused_before_anything_is_uploaded(aws, monkeypatch):
     backend, stubber, calls = aws
     monkeypatch.setattr(aws_module, "IMAGE_PYTHON", "3.99")
-    with pytest.raises(AwsConfigurationError, match=r"pickled by Python 3\.\d+, but Braket's job image .* runs Python 3.99.*image_uri="):
+    refusal = r"pickled by Python 3\.\d+, but Braket's job image .* runs Python 3.99.*image_uri="
+    with pytest.raises(AwsConfigurationError, match=refusal):
         hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(lambda: 1)()
     assert calls == []
 
@@ -144,7 +148,8 @@ def test_retried_submission_sends_the_same_token_and_finds_the_same_job(aws, aws
     assert LosesFirstResponse.lost == 1  # the task failed once and was retried by Prefect
     tokens = [params["clientToken"] for name, params in calls if name == "CreateJob"]
     assert len(tokens) == 2 and len(set(tokens)) == 1  # no second job: the retry found the recorded ARN
-    record = json.loads(s3(backend).get_object(Bucket=BUCKET, Key=f"jobs/.client-tokens/{tokens[0]}.json")["Body"].read())
+    recorded = s3(backend).get_object(Bucket=BUCKET, Key=f"jobs/.client-tokens/{tokens[0]}.json")
+    record = json.loads(recorded["Body"].read())
     assert record["jobArn"] == JOB_ARN and record["request"]["clientToken"] == tokens[0]
 
 
@@ -166,7 +171,7 @@ def test_results_download_into_private_directories_in_parallel(aws, monkeypatch,
                 "dataDictionary": {"final_theta": 0.5}, "dataFormat": "plaintext"}
     _put_archive(backend, [("results.json", json.dumps(document).encode()), ("plot.txt", b"x")])
     for _ in range(8):
-        stubber.add_response("get_job", get_job_answer(), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+        stubber.add_response("get_job", get_job_answer(), GET_JOB_PARAMS)
     job = HybridJob(JOB_ARN, backend)
     results = []
     threads = [threading.Thread(target=lambda: results.append(job.fetch_result())) for _ in range(4)]
@@ -182,7 +187,7 @@ def test_crafted_result_archive_is_refused(aws, tmp_path):
     backend, stubber, _ = aws
     _put_archive(backend, [("results.json", b"{}"), ("../../escape.txt", b"owned"), ("/tmp/abs.txt", b"owned")])
     for _ in range(2):
-        stubber.add_response("get_job", get_job_answer(), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+        stubber.add_response("get_job", get_job_answer(), GET_JOB_PARAMS)
     with pytest.raises(UnsafeArchiveError, match="escape.txt"):
         HybridJob(JOB_ARN, backend).fetch_result()
     assert not Path("/tmp/abs.txt").exists()
@@ -198,7 +203,7 @@ def test_failed_job_raises_with_reason_and_log_tail(aws):
                         logEvents=[{"timestamp": recent_ms() + i, "message": f"line {i}"} for i in range(3)])
     failed = get_job_answer("FAILED", failureReason="AlgorithmError: ValueError: diverged")
     for _ in range(3):
-        stubber.add_response("get_job", failed, {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+        stubber.add_response("get_job", failed, GET_JOB_PARAMS)
     with pytest.raises(JobFailedError, match="FAILED: AlgorithmError: ValueError: diverged") as caught:
         HybridJob(JOB_ARN, backend).fetch_result()
     assert caught.value.log_tail == ["line 0", "line 1", "line 2"]
@@ -206,7 +211,7 @@ def test_failed_job_raises_with_reason_and_log_tail(aws):
 
 def test_log_tailer_survives_a_missing_stream_and_pages_past_10000_events(aws):
     backend, stubber, _ = aws
-    stubber.add_response("get_job", get_job_answer("RUNNING"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    stubber.add_response("get_job", get_job_answer("RUNNING"), GET_JOB_PARAMS)
     logs = backend.client("logs")
     try:
         logs.delete_log_group(logGroupName="/aws/braket/jobs")
@@ -237,7 +242,7 @@ def test_cancel_of_an_ended_job_returns_its_status(aws):
     stubber.add_response("cancel_job", {"jobArn": JOB_ARN, "cancellationStatus": "CANCELLING"}, {"jobArn": JOB_ARN})
     assert backend.cancel_job(JOB_ARN) == "CANCELLING"
     stubber.add_client_error("cancel_job", service_error_code="ConflictException", http_status_code=409)
-    stubber.add_response("get_job", get_job_answer("COMPLETED"), {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    stubber.add_response("get_job", get_job_answer("COMPLETED"), GET_JOB_PARAMS)
     assert backend.cancel_job(JOB_ARN) == "COMPLETED"
 
 
@@ -264,7 +269,8 @@ def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, m
         monkeypatch.delenv(name, raising=False)
     credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
                                  aws_client_parameters={"endpoint_url": moto_endpoint})
-    device = BraketDevice(device_arn=SV1, aws_credentials=credentials, s3_bucket="results-bucket", s3_prefix="experiment")
+    device = BraketDevice(device_arn=SV1, aws_credentials=credentials, s3_bucket="results-bucket",
+                          s3_prefix="experiment")
     backend = device.backend()
     backend.client("s3").create_bucket(Bucket="results-bucket")
     stubber = Stubber(device.braket_client())
@@ -281,7 +287,9 @@ def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, m
         # What SV1 would write: the local simulator's GateModelTaskResult for the same program.
         _, document, _ = LocalSimulator.run("local:braket/braket_sv", to_program(Z_PROGRAM, {"theta": theta}), 0)
         document["additionalMetadata"]["simulatorMetadata"] = {
-            "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"}, "executionDuration": 12}
+            "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"},
+            "executionDuration": 12,
+        }
         backend.client("s3").put_object(Bucket="results-bucket", Key=f"experiment/task-{index}/results.json",
                                         Body=json.dumps(document, default=lambda v: getattr(v, "value", str(v))))
     for index in range(len(thetas)):  # the batch polls task by task in order
@@ -290,7 +298,8 @@ def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, m
             "deviceArn": SV1, "deviceParameters": "{}", "shots": 0, "outputS3Bucket": "results-bucket",
             "outputS3Directory": f"experiment/task-{index}", "createdAt": datetime(2026, 11, 25, tzinfo=timezone.utc),
         })
-    results = device.run_batch([Z_PROGRAM] * len(thetas), shots=0, inputs=[{"theta": t} for t in thetas], max_parallel=1)
+    results = device.run_batch([Z_PROGRAM] * len(thetas), shots=0, inputs=[{"theta": t} for t in thetas],
+                               max_parallel=1)
     assert [r.values[0] for r in results] == pytest.approx([math.cos(t) for t in thetas])
     assert [r.task_arn.rsplit("/", 1)[1] for r in results] == [f"task-{i}" for i in range(len(thetas))]
     assert all(r.cost_usd == pytest.approx(0.075 * 3 / 60) for r in results)  # 12 ms billed as 3 s
@@ -309,8 +318,8 @@ def test_input_data_checkpoints_images_and_reservations(aws, monkeypatch, tmp_pa
     earlier = f"s3://{BUCKET}/jobs/earlier/1/checkpoints"
     client.put_object(Bucket=BUCKET, Key="jobs/earlier/1/checkpoints/earlier.json", Body=b'{"i": 3}')
     expect_get_device(stubber)
-    stubber.add_response("get_job", get_job_answer(checkpointConfig={"localPath": "/opt/jobs/checkpoints", "s3Uri": earlier}),
-                         {"jobArn": JOB_ARN, "additionalAttributeNames": ["QueueInfo"]})
+    checkpoints = {"localPath": "/opt/jobs/checkpoints", "s3Uri": earlier}
+    stubber.add_response("get_job", get_job_answer(checkpointConfig=checkpoints), GET_JOB_PARAMS)
     stubber.add_response("create_job", {"jobArn": JOB_ARN.replace("6a4e", "7b5f")})
     (tmp_path / "data.csv").write_text("1,2")
     (tmp_path / "algo.py").write_text("def main():\n    pass\n")
@@ -355,10 +364,11 @@ def test_retried_batch_sends_the_same_task_tokens(moto_endpoint):
     client.meta.events.register("provide-client-params.braket.CreateQuantumTask",
                                 lambda params, **kw: tokens.append(params["clientToken"]))
     # Every attempt finds no results.json, runs the tasks once more (rerun tokens), finds none again
-    # and fails; the task run is retried.
-    for attempt_and_rerun in range(4):
+    # and fails; the task run is retried: two attempts, each a run and a rerun.
+    for _ in range(4):
         for index in range(2):
-            stubber.add_response("create_quantum_task", {"quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}"})
+            task_arn = f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}"
+            stubber.add_response("create_quantum_task", {"quantumTaskArn": task_arn})
         for index in range(2):
             stubber.add_response("get_quantum_task", {
                 "quantumTaskArn": f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{index}", "status": "COMPLETED",

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.waiting import wait_for
 
+from helpers.waiting import wait_for
 from prefect_braket import HybridJob, JobSpec, StoppingCondition, hybrid_job
 from prefect_braket.backends.local.queue import queue_name as _slug
 from prefect_braket.core.errors import JobNotFoundError, JobStateError
@@ -120,7 +120,7 @@ def test_no_process_of_a_job_outlives_it(engine, tmp_path, ending):
     checked: set[tuple[int, str]] = set()
     while new := set(_recorded(record)) - checked:
         for pid, start in new:
-            wait_for(lambda: _gone(pid, start), timeout=15)
+            wait_for(lambda pid=pid, start=start: _gone(pid, start), timeout=15)
         checked |= new
     # The device is free again, whatever happened to the job's record.
     wait_for(lambda: not any((engine.root / "queues" / _slug(QPU)).iterdir()), timeout=15)

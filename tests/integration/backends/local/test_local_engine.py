@@ -9,9 +9,9 @@ import textwrap
 import time
 
 import pytest
+
 from helpers import examples
 from helpers.waiting import job_count, pid_alive, wait_for
-
 from prefect_braket import (
     HybridJob,
     JobFailedError,
@@ -129,7 +129,7 @@ def test_cancel_ends_every_process_of_the_job(engine):
     assert meta["status"] == "CANCELLED"
     assert [e["eventType"] for e in meta["events"]][-1] == "CANCELLED"
     for pid in (child, pids["process_group"], pids["supervisor"]):
-        wait_for(lambda: not pid_alive(pid), timeout=5)
+        wait_for(lambda pid=pid: not pid_alive(pid), timeout=5)
     with pytest.raises(JobFailedError, match="CANCELLED"):
         job.result()
     assert job.cancel() == "CANCELLED"  # cancelling an ended job is harmless
@@ -347,7 +347,8 @@ def test_missing_entry_point_is_refused(tmp_path):
     (tmp_path / "algo").mkdir()
     (tmp_path / "algo" / "train.py").write_text("def main(): pass\n")
     with pytest.raises(ValueError, match="Entry point module 'train' is not in the source.*starts with 'algo'"):
-        JobSpec(job_name="x", device="local:braket/braket_sv", source_module=tmp_path / "algo", entry_point="train:main")
+        JobSpec(job_name="x", device="local:braket/braket_sv", source_module=tmp_path / "algo",
+                entry_point="train:main")
 
 
 def test_missing_entry_function_fails_the_job_clearly(engine, tmp_path):
@@ -360,7 +361,8 @@ def test_missing_entry_function_fails_the_job_clearly(engine, tmp_path):
 
 
 def test_missing_dependencies_are_named(engine):
-    with pytest.raises(ModuleNotFoundError, match=r"numpy>=999 \(installed: [0-9.]+\); surely-not-installed-pkg \(not installed\)"):
+    named = r"numpy>=999 \(installed: [0-9.]+\); surely-not-installed-pkg \(not installed\)"
+    with pytest.raises(ModuleNotFoundError, match=named):
         hybrid_job(device="local:braket/braket_sv", dependencies=["numpy>=999", "surely-not-installed-pkg"])(
             lambda: 1
         )()
