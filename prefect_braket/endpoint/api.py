@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote
 
 from prefect_braket.backends.local.engine import LocalEngine
 from prefect_braket.core.states import TERMINAL_STATES
-from prefect_braket.endpoint.devices import DEFAULT_DEVICES, DeviceModel
+from prefect_braket.endpoint.devices import DEFAULT_DEVICES, OPENQASM_ACTION, DeviceModel
 from prefect_braket.endpoint.errors import BraketError, Conflict, ValidationError
 from prefect_braket.endpoint.faults import Faults, Stats
 from prefect_braket.endpoint.job_bridge import JobBridge
@@ -35,17 +35,18 @@ from prefect_braket.quantum.programs import Program
 
 Answer = tuple[int, Any, str | None]  # HTTP status, body, x-amzn-ErrorType
 
-ROUTES = tuple((verb, re.compile(pattern), handler) for verb, pattern, handler in (
-    ("GET", r"/device/(.+)", "get_device"),
-    ("POST", r"/devices", "search_devices"),
-    ("POST", r"/quantum-task", "create_quantum_task"),
-    ("PUT", r"/quantum-task/(.+)/cancel", "cancel_quantum_task"),
-    ("GET", r"/quantum-task/(.+)", "get_quantum_task"),
-    ("POST", r"/quantum-tasks", "search_quantum_tasks"),
-    ("POST", r"/job", "create_job"),
-    ("PUT", r"/job/(.+)/cancel", "cancel_job"),
-    ("GET", r"/job/(.+)", "get_job"),
-    ("POST", r"/jobs", "search_jobs"),
+# Each route's success status is the `responseCode` of its operation in botocore's Braket model.
+ROUTES = tuple((verb, re.compile(pattern), handler, status) for verb, pattern, handler, status in (
+    ("GET", r"/device/(.+)", "get_device", 200),
+    ("POST", r"/devices", "search_devices", 200),
+    ("POST", r"/quantum-task", "create_quantum_task", 201),
+    ("PUT", r"/quantum-task/(.+)/cancel", "cancel_quantum_task", 200),
+    ("GET", r"/quantum-task/(.+)", "get_quantum_task", 200),
+    ("POST", r"/quantum-tasks", "search_quantum_tasks", 200),
+    ("POST", r"/job", "create_job", 201),
+    ("PUT", r"/job/(.+)/cancel", "cancel_job", 200),
+    ("GET", r"/job/(.+)", "get_job", 200),
+    ("POST", r"/jobs", "search_jobs", 200),
 ))
 
 
@@ -107,10 +108,11 @@ class BraketApi:
         fault = self._injected_fault()
         if fault is not None:
             return fault
-        for verb, pattern, handler in ROUTES:
+        for verb, pattern, handler, status in ROUTES:
             match = pattern.fullmatch(path)
             if verb == method and match:
-                return self._call(getattr(self, handler), [unquote(g) for g in match.groups()], body, query, region)
+                return self._call(getattr(self, handler), [unquote(g) for g in match.groups()], body, query, region,
+                                  status)
         return 404, {"message": f"{method} {path} is not served by this endpoint."}, "ResourceNotFoundException"
 
     def _injected_fault(self) -> Answer | None:
@@ -133,14 +135,16 @@ class BraketApi:
 
     @staticmethod
     def _call(handler: Callable[..., dict[str, Any]], arguments: list[str], body: bytes, query: str,
-              region: str) -> Answer:
+              region: str, status: int) -> Answer:
         try:
             payload = json.loads(body) if body else {}
-            return 200, handler(*arguments, payload=payload, region=region, query=parse_qs(query)), None
+            return status, handler(*arguments, payload=payload, region=region, query=parse_qs(query)), None
         except BraketError as error:
             return error.status, {"message": str(error)}, error.code
-        except (ValueError, KeyError, TypeError) as error:
-            return 400, {"message": f"Invalid request: {error!r}"}, "ValidationException"
+        except KeyError as error:
+            return 400, {"message": f"Invalid request: the field {error} is missing."}, "ValidationException"
+        except (ValueError, TypeError) as error:
+            return 400, {"message": f"Invalid request: {error}"}, "ValidationException"
         except Exception as error:  # reported as Braket reports its own faults, not as an HTML page
             return 500, {"message": f"{type(error).__name__}: {error}"}, "InternalServiceException"
 
@@ -194,6 +198,10 @@ class BraketApi:
         if not device.shots_range[0] <= shots <= device.shots_range[1]:
             raise ValidationError(f"{shots} shots is outside {device.name}'s range {device.shots_range}.")
         action = json.loads(payload["action"])
+        kind = (action.get("braketSchemaHeader") or {}).get("name", OPENQASM_ACTION)
+        if kind != OPENQASM_ACTION:
+            raise ValidationError(f"Action {kind!r} is not run by this endpoint: send an OpenQASM program "
+                                  f"({OPENQASM_ACTION}; Braket's SDK sends circuits so by default).")
         program = Program(action["source"], action.get("inputs") or {})
         program.check_syntax()  # Braket refuses such a program at creation, not when it runs
         if device.qubits and program.qubit_count() > device.qubits:

@@ -15,6 +15,7 @@ ALWAYS_OPEN = {"executionDay": "Everyday", "windowStartHour": "00:00", "windowEn
 WINDOW_DAYS = ("Everyday", "Weekdays", "Weekend", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
                "Saturday", "Sunday")
 WINDOW_HOUR = re.compile(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?")
+OPENQASM_ACTION = "braket.ir.openqasm.program"  # the one action the endpoint runs
 CHOICES = {"type": ("QPU", "SIMULATOR"), "status": ("ONLINE", "OFFLINE", "RETIRED"),
            "simulator": ("braket_sv", "braket_dm")}
 
@@ -76,6 +77,9 @@ class DeviceModel:
     def capabilities(self) -> dict[str, Any]:
         """GetDevice's `deviceCapabilities`: the simulator's, with this device's windows, shots and qubits."""
         capabilities = json.loads(LocalSimulator.simulator(self.local_arn).properties.json())
+        # Only what the endpoint runs: a client told of JAQCD or program sets sends them (PennyLane's
+        # plugin sends program sets), and they would be refused.
+        capabilities["action"] = {OPENQASM_ACTION: capabilities["action"][OPENQASM_ACTION]}
         capabilities["service"].update(executionWindows=self.execution_windows, shotsRange=self.shots_range)
         if self.qubits:
             capabilities["paradigm"]["qubitCount"] = self.qubits

@@ -2,10 +2,15 @@
 GetJob, CancelJob, SearchJobs and GetDevice show it.
 
 The engine keeps each job's state and runs it (one running job per QPU, the others QUEUED behind
-it); it is used through its public methods only. The bridge keeps a `JobRecord` per job and
-ships the job's files (`job_files.Shipper`) from a background thread, and on every GetJob so that
-what GetJob shows is in CloudWatch and S3 already. The same thread kills the instances that
+it); it is used through its public methods only. A job runs with the `s3://` locations of its
+CreateJob in its environment, as Braket's container gives them (`core.layout.container_s3_variables`),
+and with this endpoint as its AWS. The bridge keeps a `JobRecord` per job and ships the job's
+files (`job_files.Shipper`) from a background thread, and on every GetJob so that what GetJob
+shows is in CloudWatch and S3 already. The same thread kills the instances that
 `Faults.job_deaths` asks for.
+
+Jobs that run elsewhere (on the embedded engine of a client, `local=True`) register their token
+(`register_external`), so that their tasks to their device get its priority here as well.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from prefect_braket.backends.local.engine import LocalEngine
+from prefect_braket.core.layout import container_s3_variables
 from prefect_braket.core.spec import JobSpec, StoppingCondition
 from prefect_braket.core.states import TERMINAL_STATES
 from prefect_braket.endpoint.devices import DeviceModel
@@ -37,6 +44,15 @@ TEND_INTERVAL_SECONDS = 0.25
 DEFAULT_MAX_RUNTIME_SECONDS = 432000  # Braket's default stopping condition: five days
 
 
+@dataclass(frozen=True)
+class ExternalJob:
+    """A job that runs elsewhere (a client's embedded engine), whose token has priority here."""
+
+    job_arn: str
+    device_arn: str
+    running: bool
+
+
 class JobBridge:
     """The endpoint's jobs, run on one embedded engine."""
 
@@ -46,6 +62,7 @@ class JobBridge:
         self._engine = engine
         self._shipper = Shipper(engine, client)
         self.jobs = JobRegistry()
+        self._external: dict[str, ExternalJob] = {}  # by job token
         threading.Thread(target=self._tend, daemon=True, name="endpoint-jobs").start()
 
     # -- CreateJob ------------------------------------------------------------------------------
@@ -60,7 +77,7 @@ class JobBridge:
         device = self._shared.device_in(request["deviceConfig"]["device"], region, missing=ValidationError)
         self._shared.check_available(device)
         with tempfile.TemporaryDirectory(prefix="braket-endpoint-job-") as work:  # the engine copies what it needs
-            local = self._start(request, device, Path(work))
+            local = self._start(request, region, device, Path(work))
         record = self._record(request, region, device, local)
         with self._shared.lock:
             if (earlier := self.jobs.created_by(token)) is not None:  # a racing call with the token got there first
@@ -70,8 +87,9 @@ class JobBridge:
             self._shared.stats.jobs_created += 1
         return record.arn
 
-    def _start(self, request: dict[str, Any], device: DeviceModel, work: Path) -> str:
-        """Stages the job's files from S3 in `work` and creates the job on the engine; its engine ARN."""
+    def _start(self, request: dict[str, Any], region: str, device: DeviceModel, work: Path) -> str:
+        """Stages the job's files from S3 in `work` and creates the job on the engine, with the
+        variables of Braket's container for its S3 locations and region; its engine ARN."""
         channels = stage_inputs(self._client("s3"), request, work)
         spec = JobSpec(
             job_name=request["jobName"], device=device.arn, source_module=work / SOURCE_ARCHIVE,
@@ -80,9 +98,12 @@ class JobBridge:
             stopping_condition=StoppingCondition(
                 request.get("stoppingCondition", {}).get("maxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_SECONDS)),
         )
+        environment = container_s3_variables(request["jobName"], request["algorithmSpecification"]["scriptModeConfig"]
+                                             ["s3Uri"], request["outputDataConfig"]["s3Path"])
         # The engine's own claim on the client token makes two racing calls create one job.
         return self._engine.create_job(spec, client_token=request.get("clientToken"),
-                                       initial_checkpoints=work / "checkpoints")
+                                       initial_checkpoints=work / "checkpoints",
+                                       environment={**environment, "AWS_DEFAULT_REGION": region})
 
     def _record(self, request: dict[str, Any], region: str, device: DeviceModel, local: str) -> JobRecord:
         job_id = uuid.uuid4().hex  # the endpoint's name for the job; the engine has its own (`local_arn`)
@@ -115,14 +136,33 @@ class JobBridge:
 
     def priority_for(self, job_token: str | None, device_arn: str) -> tuple[str | None, bool]:
         """The job a task's job token belongs to, and whether the task gets priority on this
-        device: it does while the job runs and the device is the job's. A token this endpoint did
-        not issue (a job on another engine) gives neither."""
+        device: it does while the job runs and the device is the job's. A token this endpoint
+        neither issued nor was given (`register_external`) gives neither."""
         with self._shared.lock:
             record = self.jobs.holding(job_token)
+            external = self._external.get(job_token) if job_token else None
         if record is None:
-            return None, False
+            if external is None:
+                return None, False
+            return external.job_arn, external.running and external.device_arn == device_arn
         running = self._engine.get_job(record.local_arn)["status"] == "RUNNING"
         return record.arn, running and record.device_arn == device_arn
+
+    def register_external(self, job_token: str, job_arn: str, device_arn: str, running: bool = True) -> None:
+        """Gives the token of a job that runs elsewhere (on a client's embedded engine) its
+        device's priority while `running`, as this endpoint's own jobs have it."""
+        for name, value in (("job_token", job_token), ("job_arn", job_arn), ("device_arn", device_arn)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name}={value!r}: a job token's registration names it, as text.")
+        if not isinstance(running, bool):
+            raise ValueError(f"running={running!r}: true while the job runs, false once it has ended.")
+        with self._shared.lock:
+            self._external[job_token] = ExternalJob(job_arn, device_arn, running)
+
+    def external_jobs(self) -> list[dict[str, Any]]:
+        """The jobs registered from elsewhere, without their tokens."""
+        with self._shared.lock:
+            return [asdict(job) for job in self._external.values()]
 
     def jobs_queue_info(self, device_arn: str) -> dict[str, str]:
         """GetDevice's JOBS_QUEUE entry: the jobs waiting for the device, and those running on it."""

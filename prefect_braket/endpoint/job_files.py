@@ -5,6 +5,10 @@ In: the source archive, each input channel and, when the checkpoint URI already 
 `copy_checkpoints_from_job` leaves them), the checkpoints the job starts from. Out: the log to
 `/aws/braket/jobs` (stream `{name}/{id}/algo-1-{time}`), each new or changed checkpoint file to
 the checkpoint URI as Braket syncs them, and `model.tar.gz` to `{output}/output/` once it ends.
+
+CloudWatch Logs refuses an empty message, and one refused line would stop every later GetJob
+of the job (it ships the log first): an empty line goes as a single space (`EMPTY_LINE`), so
+the job's log keeps its blank lines as Braket's SDK prints them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from prefect_braket.core.states import TERMINAL_STATES
 from prefect_braket.endpoint.records import JobRecord
 
 SOURCE_ARCHIVE = "source.tar.gz"
+EMPTY_LINE = " "  # CloudWatch Logs' messages have at least one character
 
 
 def stage_inputs(s3: Any, request: dict[str, Any], work: Path) -> dict[str, str]:
@@ -103,7 +108,7 @@ class Shipper:
                     pass
         now_ms = int(time.time() * 1000)
         logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=record.log_stream,
-                            logEvents=[{"timestamp": now_ms, "message": line} for line in chunk.lines])
+                            logEvents=[{"timestamp": now_ms, "message": line or EMPTY_LINE} for line in chunk.lines])
         record.log_cursor = chunk.cursor
 
     def _ship_output(self, record: JobRecord) -> None:

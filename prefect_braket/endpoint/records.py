@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 from prefect_braket.core.arns import resource_region
+from prefect_braket.endpoint.devices import OPENQASM_ACTION
 from prefect_braket.endpoint.errors import NotFound
 from prefect_braket.quantum.programs import Program
 
@@ -76,6 +77,8 @@ class TaskRecord:
                   "deviceParameters": self.device_parameters, "shots": self.shots,
                   "outputS3Bucket": self.output_bucket, "outputS3Directory": self.output_directory,
                   "createdAt": self.created_at, "tags": self.tags, "jobArn": self.job_arn,
+                  # Braket's SDK reads the action's type to tell a FAILED program set from a FAILED task.
+                  "actionMetadata": {"actionType": OPENQASM_ACTION},
                   "endedAt": self.ended_at, "failureReason": self.failure_reason}
         return {key: value for key, value in answer.items() if value is not None}
 

@@ -23,8 +23,8 @@ from prefect_braket.core.states import no_queue_position
 from prefect_braket.endpoint.devices import DeviceModel
 from prefect_braket.endpoint.records import POSITION_CAP, SIZE_CAP, TaskRecord, capped
 from prefect_braket.endpoint.shared import SharedState
+from prefect_braket.endpoint.task_results import result_document
 from prefect_braket.quantum.programs import plain_value
-from prefect_braket.quantum.simulators import LocalSimulator
 
 IDLE_WAIT_SECONDS = 0.5  # execution windows open with time, not with a notification
 FAILURE_REASON_CHARS = 1024
@@ -147,15 +147,3 @@ class TaskQueues:
                                           Body=json.dumps(plain_value(document)))
         return "CANCELLED" if cancelled else "COMPLETED"
 
-
-def result_document(record: TaskRecord, device: DeviceModel) -> dict[str, Any]:
-    """Runs a task on its device's simulator; returns its `GateModelTaskResult` as Braket writes it."""
-    _, document, elapsed_ms = LocalSimulator.run(device.local_arn, record.program, record.shots)
-    document["taskMetadata"].update(id=record.arn, deviceId=device.arn)
-    if document.get("measurements"):  # the simulator's bits are strings; Braket's schema has integers
-        document["measurements"] = [[int(bit) for bit in shot] for shot in document["measurements"]]
-    document["additionalMetadata"]["simulatorMetadata"] = {
-        "braketSchemaHeader": {"name": "braket.task_result.simulator_metadata", "version": "1"},
-        "executionDuration": int(elapsed_ms),
-    }
-    return document

@@ -68,11 +68,16 @@ def syntax_error(source: str) -> str | None:
         if not isinstance(problem, RecognitionException) or problem.offendingToken is None:
             return "OpenQASM 3 syntax error (the parser gave no position)."
         token = problem.offendingToken
-        line = source.splitlines()[token.line - 1].strip() if 0 < token.line <= len(source.splitlines()) else ""
+        lines = source.splitlines()
+        number = token.line
+        if token.type == token.EOF:  # what is missing is missing from the last line that has text
+            number = max((n for n, text in enumerate(lines, 1) if text.strip()), default=number)
+        line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
         expected = problem.getExpectedTokens()
         recognizer = problem.recognizer
         wanted = expected.toString(recognizer.literalNames, recognizer.symbolicNames) if expected else ""
-        message = f"OpenQASM 3 syntax error at {token.text!r} in `{line}`"
+        where = "the end of the program" if token.type == token.EOF else repr(token.text)
+        message = f"OpenQASM 3 syntax error on line {number} at {where}" + (f", in `{line}`" if line else "")
         if wanted:
             message += f": expected {wanted}"
         if wanted == "';'" and token.column == 0:

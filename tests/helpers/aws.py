@@ -1,6 +1,7 @@
 """Shared pieces of the AWS-path tests: ARNs, answers Braket gives, the devices of tests/data."""
 
 import json
+import secrets
 import time
 from datetime import datetime, timezone
 
@@ -42,3 +43,17 @@ def get_job_answer(status="COMPLETED", **extra):
     }
     answer.update(extra)
     return answer
+
+
+def own_account(session) -> str:
+    """Makes every client made from the boto3 `session` from now on talk to a moto account of its
+    own (moto's server reads the account from the `x-moto-account-id` header): the test then
+    starts from an account with no roles, log groups or buckets, whatever other tests of the
+    session (which share moto's server) have made. Returns the account's id."""
+    account = str(10**11 + secrets.randbelow(9 * 10**11))
+
+    def to_own_account(request, **_):
+        request.headers["x-moto-account-id"] = account
+
+    session.events.register("before-sign", to_own_account)
+    return account

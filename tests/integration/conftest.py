@@ -2,14 +2,13 @@
 endpoint on 127.0.0.1, each started by the tests and stopped by its process."""
 
 import os
-import subprocess
 import sys
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-from helpers.servers import free_port, wait_until_up
+from helpers.servers import endpoint_control, start_reporting_its_url, wait_until_up
 from prefect_braket.backends.aws.backend import AwsBackend
 
 
@@ -31,14 +30,14 @@ def prefect_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 
 
-def moto_endpoint():
-    """moto's standalone server on 127.0.0.1, for S3, CloudWatch Logs, STS and IAM over real HTTP."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+def moto_endpoint(tmp_path_factory):
+    """moto's standalone server on 127.0.0.1, for S3, CloudWatch Logs, STS and IAM over real HTTP.
+
+    One server for the session: a test that needs resources nobody else has (no role yet, a log
+    group it creates) takes an account of its own (`helpers.aws.own_account`)."""
+    server, endpoint = start_reporting_its_url(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+        tmp_path_factory.mktemp("moto") / "output.txt", timeout=30)
     wait_until_up(f"{endpoint}/moto-api/", server, timeout=30)
     yield endpoint
     server.terminate()
@@ -48,16 +47,24 @@ def moto_endpoint():
 @pytest.fixture(scope="module")
 
 
-def endpoint():
+def endpoint(tmp_path_factory):
     """The package's local Braket endpoint (`python -m prefect_braket.endpoint`), one per test module."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "prefect_braket.endpoint", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_reporting_its_url([sys.executable, "-m", "prefect_braket.endpoint", "--port", "0"],
+                                          tmp_path_factory.mktemp("endpoint") / "output.txt", timeout=120)
     wait_until_up(f"{url}/moto-api/", server, timeout=120)
     yield url
     server.terminate()
     server.wait(timeout=30)
+
+
+@pytest.fixture
+
+
+def endpoint_devices(endpoint):
+    """The endpoint, whose device set the test may change: it is put back whole afterwards."""
+    served = endpoint_control(endpoint, "devices")
+    yield endpoint
+    endpoint_control(endpoint, "devices", served)
 
 
 @pytest.fixture

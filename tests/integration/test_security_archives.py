@@ -9,7 +9,6 @@ A crafted archive's link chain climbs two levels out of the directory it is extr
 """
 
 import os
-import sys
 import tempfile
 
 import boto3
@@ -82,10 +81,8 @@ def test_a_crafted_model_tar_gz_on_the_engine_is_refused_and_writes_nothing_outs
 
 
 def test_crafted_archives_in_s3_are_refused_through_the_local_endpoint(endpoint, tmp_path, monkeypatch):
-    from prefect_braket.backends.aws import images as aws_module
     from prefect_braket.backends.aws.backend import AwsBackend
 
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     backend = AwsBackend(session=session, region="us-east-1", endpoint_url=endpoint)
     job = hybrid_job(device=SV1, backend=backend, role_arn=ROLE)(_ok)()

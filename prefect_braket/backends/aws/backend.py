@@ -116,7 +116,7 @@ class AwsBackend:
         What Braket would refuse is refused first, before anything is uploaded; then the job's
         files go to its S3 prefix, `jobs/{name}/{milliseconds}`, as Braket's SDK lays them out."""
         region = device_region(spec.device) or self.aws.region
-        image = job_image(spec, region)
+        image = job_image(spec, region, self.client("ecr", region))
         self._check_device(spec.device, region)
         role = self.role_arn(spec.role_arn)
         root = f"s3://{self.default_bucket(region)}/jobs/{spec.job_name}/{int(time.time() * 1000)}"
@@ -297,10 +297,9 @@ def _create_job_request(
         "hyperParameters": dict(spec.hyperparameters),
         "stoppingCondition": {"maxRuntimeInSeconds": spec.stopping_condition.maxRuntimeInSeconds},
         "tags": dict(spec.tags),
+        "inputDataConfig": channels,  # [] without input data, as Braket's SDK sends it
         "clientToken": client_token,
     }
-    if channels:
-        request["inputDataConfig"] = channels
     if spec.reservation_arn:
         request["associations"] = [{"arn": spec.reservation_arn, "type": "RESERVATION_TIME_WINDOW_ARN"}]
     return request

@@ -1,10 +1,13 @@
 """The boot of a job's process: what Braket's job container does around the entry point.
 
-It unpacks the source archive, checks the job's `requirements.txt` files against this
-environment, imports `module[:function]`, binds the hyperparameters file to the function's
-typed arguments, and runs it with the extracted source as working directory. An exception is
-written, as "<Type>: <message>", to the failure file that becomes the job's `failureReason`;
-its traceback goes to the job's log.
+It unpacks the source archive (from `$PREFECT_BRAKET_SOURCE_ARCHIVE`, on disk: the job's
+`AMZN_BRAKET_SCRIPT_S3_URI` is where Braket's container would have downloaded it from), checks
+the job's `requirements.txt` files against this environment, imports `module[:function]`, binds
+the hyperparameters file to the function's typed arguments, and runs it with the extracted
+source as working directory. An exception is written, as "<Type>: <message>", to the failure
+file that becomes the job's `failureReason`; its traceback goes to the job's log. A module this
+Python lacks is named with the fix, since the job's code may run in another Python than the one
+that submitted it (the local endpoint's, say).
 
 The supervisor runs it as `python -m prefect_braket.backends.local.container`.
 """
@@ -22,6 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from prefect_braket.backends.local.processes import SOURCE_VARIABLE
 from prefect_braket.core.archive import safe_extract
 from prefect_braket.core.requirements import check_requirements
 from prefect_braket.jobs.environment import failure_file
@@ -60,9 +64,7 @@ def run() -> Any:
     failure = failure_file()
     failure.parent.mkdir(parents=True, exist_ok=True)
     try:
-        code_dir = safe_extract(
-            Path(os.environ["AMZN_BRAKET_SCRIPT_S3_URI"]), instance / "code" / "customer_code" / "extracted"
-        )
+        code_dir = safe_extract(Path(os.environ[SOURCE_VARIABLE]), instance / "code" / "customer_code" / "extracted")
         for requirements in sorted(code_dir.rglob("requirements.txt")):
             check_requirements(requirements.read_text().splitlines())
         sys.path.append(str(code_dir))
@@ -74,7 +76,7 @@ def run() -> Any:
         else:
             function, arguments = runpy.run_module, {"mod_name": module_name, "run_name": "__main__"}
     except BaseException as error:
-        failure.write_text(f"ClientError: Setting up the job failed: {type(error).__name__}: {error}")
+        failure.write_text(f"ClientError: Setting up the job failed: {_described(error)}")
         raise
     try:
         return function(**arguments)
@@ -85,8 +87,21 @@ def run() -> Any:
     except BaseException as error:
         # Braket's categories: the job's own code fails as "AlgorithmError", which is never taken
         # for a lost instance ("InternalServerError"), whatever the exception is called.
-        failure.write_text(f"AlgorithmError: {type(error).__name__}: {error}")
+        failure.write_text(f"AlgorithmError: {_described(error)}")
         raise
+
+
+def _described(error: BaseException) -> str:
+    """"<Type>: <message>", and for a module this Python lacks, which module and how to give it one."""
+    described = f"{type(error).__name__}: {error}"
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return described
+    module = error.name.split(".")[0]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (f"{described}. The job's code needs module {module!r}, which the Python running the job ({sys.executable}, "
+            f"{version}) does not have: install it there ({sys.executable} -m pip install <its package>), or name "
+            "its package in hybrid_job(dependencies=[...]), which Braket's container installs and the embedded "
+            "engine checks for before it starts the job.")
 
 
 if __name__ == "__main__":

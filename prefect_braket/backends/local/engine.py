@@ -34,6 +34,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ import time
 import uuid
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from prefect_braket.backends.base import (
     LOG_CHUNK_BYTES,
@@ -49,12 +50,13 @@ from prefect_braket.backends.base import (
     LogChunk,
     replacement_name,
 )
-from prefect_braket.backends.local.processes import end_processes, pid_alive
+from prefect_braket.backends.local.processes import ENGINE_VARIABLES, end_processes, pid_alive
 from prefect_braket.backends.local.queue import new_ticket, queue_info, release
 from prefect_braket.backends.local.record import JobRecord
 from prefect_braket.backends.local.staging import new_record, stage
 from prefect_braket.backends.local.store import (
     ARN_PREFIX,
+    JOB_ID,
     ORPHAN_GRACE_SECONDS,
     JobStore,
     claimed_arn,
@@ -64,7 +66,7 @@ from prefect_braket.backends.local.store import (
 )
 from prefect_braket.core.arns import is_s3_uri
 from prefect_braket.core.errors import JobNotFoundError
-from prefect_braket.core.home import package_home
+from prefect_braket.core.home import HOME_VARIABLE, package_home
 from prefect_braket.core.requirements import check_requirements
 from prefect_braket.core.spec import JobSpec
 from prefect_braket.jobs.data_persistence import checkpoint_name_for, write_atomically
@@ -100,8 +102,17 @@ class LocalEngine:
         return hash(self.root)
 
     def store(self, job_arn: str) -> JobStore:
-        """The directory of the job with this ARN."""
-        return find_job(self.root, job_arn)
+        """The directory of the job with this ARN; JobNotFoundError, saying where else it may be, if
+        this home has never had it."""
+        try:
+            return find_job(self.root, job_arn)
+        except JobNotFoundError:
+            # The other cases (not an engine ARN, an index whose job directory was removed) say
+            # what is wrong already; a job this home never had may be on another machine.
+            well_formed = job_arn.startswith(ARN_PREFIX) and JOB_ID.fullmatch(job_arn[len(ARN_PREFIX):])
+            if well_formed and not index_file(self.root, job_arn).exists():
+                raise JobNotFoundError(_not_in_this_home(job_arn, self.root)) from None
+            raise
 
     # -- JobBackend: creating ----------------------------------------------------------------------
 
@@ -110,15 +121,24 @@ class LocalEngine:
         check_requirements(requirements)
 
     def create_job(
-        self, spec: JobSpec, client_token: str | None = None, initial_checkpoints: Path | None = None
+        self, spec: JobSpec, client_token: str | None = None, initial_checkpoints: Path | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> str:
         """Creates and starts a job; `initial_checkpoints` (a directory) are in its checkpoint
-        directory before it starts, as `copy_checkpoints_from_job`'s are."""
+        directory before it starts, as `copy_checkpoints_from_job`'s are.
+
+        `environment` sets variables of the job's process over the engine's own (`supervisor`):
+        the local endpoint gives the jobs of its CreateJob the `s3://` locations Braket's
+        container has (`core.layout.container_s3_variables`), and the job's Braket calls then go
+        where those say (`services`). The variables that find and start the job's process
+        (`processes.ENGINE_VARIABLES`) are not the caller's to set. The values are kept in the
+        job's record (its owner's alone, as the job token is): pass no secrets."""
         _reap()
         earlier = self._refuse_what_cannot_run(spec)
+        given = _checked_environment(environment or {})
         job_id = uuid.uuid4().hex
         if not client_token:
-            return self._create(spec, job_id, earlier, initial_checkpoints)
+            return self._create(spec, job_id, earlier, initial_checkpoints, given)
         claim = private_dir(self.root, self.root / "tokens") / hashlib.sha256(client_token.encode()).hexdigest()
         while True:
             try:
@@ -129,7 +149,7 @@ class LocalEngine:
                 if existing:
                     return existing
         try:
-            return self._create(spec, job_id, earlier, initial_checkpoints)
+            return self._create(spec, job_id, earlier, initial_checkpoints, given)
         except BaseException:
             claim.unlink(missing_ok=True)
             raise
@@ -152,7 +172,8 @@ class LocalEngine:
         except JobNotFoundError as error:
             raise JobNotFoundError(f"copy_checkpoints_from_job: {error}") from None
 
-    def _create(self, spec: JobSpec, job_id: str, earlier: JobStore | None, initial_checkpoints: Path | None) -> str:
+    def _create(self, spec: JobSpec, job_id: str, earlier: JobStore | None, initial_checkpoints: Path | None,
+                environment: dict[str, str]) -> str:
         """Makes the job whole, or not at all: its directory and files, its record, its ticket (for
         a QPU), its index, and its supervisor, in that order; a failure removes what was made."""
         arn = ARN_PREFIX + job_id
@@ -161,7 +182,7 @@ class LocalEngine:
         ticket = new_ticket(self.root, spec.device, job_id)
         try:
             stage(spec, job, earlier, initial_checkpoints)
-            job.write(new_record(spec, job, arn, ticket))
+            job.write(new_record(spec, job, arn, ticket, environment))
             relative = str(job.dir.relative_to(self.root))
             if ticket is not None:  # after job.json: whoever reads the ticket finds the job
                 write_atomically(private_dir(self.root, ticket.parent) / ticket.name, relative)
@@ -327,6 +348,20 @@ class LocalEngine:
         return self.store(job_arn).output_archive
 
 
+def _not_in_this_home(job_arn: str, root: Path) -> str:
+    """Why a well-formed embedded-engine ARN is unknown here, and what to do. The usual cause is a
+    handle that travelled (a flow run on another worker, a pickled result): the job is on disk
+    where it was created, and the ARN, `local:job/<random id>`, does not say where that was."""
+    return (
+        f"No job {job_arn} under {root}, the embedded engine's home here (host {socket.gethostname()}). "
+        f"Embedded-engine jobs are visible only on the machine that ran them, under the {HOME_VARIABLE} "
+        "they were created with, and their ARN does not name that machine or home (if a flow run submitted "
+        f"it, that run's log has 'Hybrid job ... submitted: {job_arn}', and which worker ran it). Attach from "
+        f"that machine with the same {HOME_VARIABLE}; for jobs that several machines share, run them on the local "
+        "endpoint (prefect-braket-endpoint, with an AWS device ARN and AWS_ENDPOINT_URL) or on Amazon Braket."
+    )
+
+
 def _start_supervisor(job: JobStore) -> subprocess.Popen:
     """Starts the job's supervisor (`supervisor`), detached: a session of its own, its output in
     `supervisor.log`, and umask 077, which the job inherits: what they write is the owner's alone."""
@@ -343,6 +378,18 @@ def _start_supervisor(job: JobStore) -> subprocess.Popen:
         )
     finally:
         os.close(log)
+
+
+def _checked_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The variables a caller sets for a job's process, refused before anything is created if
+    they are not text, or are the engine's own."""
+    for name, value in environment.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise TypeError(f"environment {name!r}={value!r:.60}: a job's environment variables are strings.")
+        if name in ENGINE_VARIABLES:
+            raise ValueError(f"environment {name!r}: the embedded engine sets it itself, to find and start "
+                             "the job's process; leave it out.")
+    return dict(environment)
 
 
 def _copy_renamed_checkpoints(source: Path, target: Path, old_name: str, new_name: str) -> None:

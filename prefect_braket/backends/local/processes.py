@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 INSTANCE_VARIABLE = "PREFECT_BRAKET_INSTANCE_DIR"  # in a job's environment: its instance directory
+SOURCE_VARIABLE = "PREFECT_BRAKET_SOURCE_ARCHIVE"  # in a job's environment: its source archive, on disk
+ENGINE_VARIABLES = (INSTANCE_VARIABLE, SOURCE_VARIABLE)  # the engine's own: what finds and boots the job
 KILL_TIMEOUT_SECONDS = 10.0  # a process stuck in the kernel outlives SIGKILL; the job ends regardless
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 

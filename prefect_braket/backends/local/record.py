@@ -70,6 +70,9 @@ class EngineState:
     queue_ticket: Path | None  # the job's place in its QPU's queue (`queue`); deleted when it ends
     supervisor_pid: int | None = None  # recorded by the supervisor once it runs
     process_group: int | None = None  # the job's own process, leader of its process group
+    # Variables the engine's caller set for the job's process (`LocalEngine.create_job`), applied
+    # over the engine's own: the local endpoint's `s3://` locations for the jobs of its CreateJob.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,7 +142,8 @@ class JobRecord:
         document["_engine"] = {
             "jobToken": engine.job_token,
             "queueTicket": str(engine.queue_ticket) if engine.queue_ticket else None,
-            **_present(supervisorPid=engine.supervisor_pid, processGroup=engine.process_group),
+            **_present(supervisorPid=engine.supervisor_pid, processGroup=engine.process_group,
+                       environment=engine.environment or None),
         }
         return json.dumps(document, indent=1)
 
@@ -264,6 +268,14 @@ def _of(kind: type[T]) -> Callable[[Any, str], T]:
 _TEXT, _INTEGER, _MAPPING = _of(str), _of(int), _of(dict)
 
 
+def _strings(value: Any, where: str) -> dict[str, str]:
+    mapping = _MAPPING(value, where)
+    for key, item in mapping.items():
+        if not isinstance(item, str):
+            raise _Problem(f"{where}.{key} is {item!r:.60}, not str")
+    return mapping
+
+
 def _or_null(read: Callable[[Any, str], T]) -> Callable[[Any, str], T | None]:
     return lambda value, where: None if value is None else read(value, where)
 
@@ -330,4 +342,5 @@ def _engine_state(value: Any, where: str) -> EngineState:
         queue_ticket=None if ticket is None else Path(ticket),
         supervisor_pid=fields.find("supervisorPid", _INTEGER),
         process_group=fields.find("processGroup", _INTEGER),
+        environment=fields.find("environment", _strings) or {},
     )

@@ -64,8 +64,10 @@ def _stage_instance(spec: JobSpec, job: JobStore) -> None:
     job.log_file.touch()
 
 
-def new_record(spec: JobSpec, job: JobStore, arn: str, ticket: Path | None) -> JobRecord:
-    """A new job's record: QUEUED, or waiting for its QPU behind `ticket`, with a job token of its own."""
+def new_record(spec: JobSpec, job: JobStore, arn: str, ticket: Path | None,
+               environment: dict[str, str] | None = None) -> JobRecord:
+    """A new job's record: QUEUED, or waiting for its QPU behind `ticket`, with a job token of its
+    own and the `environment` its caller set for its process."""
     record = JobRecord(
         job_arn=arn,
         job_name=spec.job_name,
@@ -82,7 +84,7 @@ def new_record(spec: JobSpec, job: JobStore, arn: str, ticket: Path | None) -> J
         hyperparameters=dict(spec.hyperparameters),
         tags=dict(spec.tags),
         reservation_arn=spec.reservation_arn,
-        engine=EngineState(job_token=secrets.token_hex(32), queue_ticket=ticket),
+        engine=EngineState(job_token=secrets.token_hex(32), queue_ticket=ticket, environment=dict(environment or {})),
     )
     if ticket is not None:
         record.add_event("WAITING_FOR_PRIORITY", f"Waiting for {spec.device}, which runs one job at a time.")

@@ -62,7 +62,6 @@ class JobStore:
         self.source_archive = directory / "script" / "source.tar.gz"
         self.data_dir = directory / "data"  # input channels, and output/model.tar.gz
         self.output_archive = self.data_dir / "output" / "model.tar.gz"
-        self.task_results = directory / "tasks"
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -3,8 +3,10 @@
 The engine starts it as `python -m prefect_braket.backends.local.supervisor <job directory>`, in a
 session of its own and with umask 077, so that it outlives whoever submitted the job and what it
 and the job write is their owner's alone. It records its pid, waits for the job's QPU if it has
-a ticket (`queue.wait_for_device`), starts the job's process under Braket's container contract
-(`container`), and watches it for a cancel and for the maximum runtime. When the job ends,
+a ticket (`queue.wait_for_device`), chooses where the job's Braket calls go (`services`: the
+`s3://` locations and endpoint its environment names), starts the job's process under Braket's
+container contract (`container`), and watches it for a cancel and for the maximum runtime. When
+the job ends,
 nothing of it runs on (the supervisor is the subreaper of what the job orphans, and ends every
 process carrying the job's marker), its results are packed into `model.tar.gz`, its files are
 made private, and its record says how it ended unless that record is what broke.
@@ -22,12 +24,14 @@ from typing import Any, NamedTuple
 
 from prefect_braket.backends.local.processes import (
     INSTANCE_VARIABLE,
+    SOURCE_VARIABLE,
     become_subreaper,
     end_processes,
     reap_children,
 )
 from prefect_braket.backends.local.queue import release, wait_for_device
 from prefect_braket.backends.local.record import JobRecord, now
+from prefect_braket.backends.local.services import BraketService, for_job
 from prefect_braket.backends.local.store import JobStore, make_private
 from prefect_braket.core.archive import pack_directory
 from prefect_braket.core.polling import Backoff
@@ -56,6 +60,7 @@ class Supervisor:
     def __init__(self, directory: Path):
         self.job = JobStore(directory)
         self.process: subprocess.Popen | None = None
+        self.service: BraketService | None = None
         self.cancel_requested = False
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -83,6 +88,7 @@ class Supervisor:
 
     def _run_job(self) -> None:
         record = self.job.update(_started)
+        self.service = for_job(self.job, record, self._note)
         process = self.process = self._start(record)
         self.job.update(lambda r: setattr(r.engine, "process_group", process.pid))
         stopped = self._watch(process, record.stopping_condition.maxRuntimeInSeconds)
@@ -105,7 +111,8 @@ class Supervisor:
             )
 
     def _environment(self, record: JobRecord) -> dict[str, str]:
-        """This process's environment and Braket's container contract, with the job's marker."""
+        """This process's environment and Braket's container contract: the job's directories and
+        token, where its Braket calls go (`services`), what the engine's caller set, the marker."""
         job = self.job
         env = dict(os.environ)
         env.update(
@@ -115,17 +122,24 @@ class Supervisor:
             AMZN_BRAKET_JOB_RESULTS_DIR=str(job.results_dir),
             AMZN_BRAKET_CHECKPOINT_DIR=str(job.checkpoints),
             AMZN_BRAKET_HP_FILE=str(job.hyperparameters_file),
-            AMZN_BRAKET_SCRIPT_S3_URI=record.script.s3_uri,
             AMZN_BRAKET_SCRIPT_ENTRY_POINT=record.script.entry_point,
             AMZN_BRAKET_SCRIPT_COMPRESSION_TYPE=record.script.compression_type,
-            AMZN_BRAKET_JOB_RESULTS_S3_PATH=str(job.output_archive.parent),
-            AMZN_BRAKET_TASK_RESULTS_S3_URI=str(job.task_results),
             AMZN_BRAKET_JOB_TOKEN=record.engine.job_token,
-            **{INSTANCE_VARIABLE: str(job.instance)},
         )
         if record.input_channels:
             env["AMZN_BRAKET_INPUT_DIR"] = str(job.data_dir)
+        if self.service is not None:
+            env.update(self.service.environment)
+            for name in self.service.removed:
+                env.pop(name, None)
+        env.update(record.engine.environment)
+        env.update({INSTANCE_VARIABLE: str(job.instance), SOURCE_VARIABLE: record.script.s3_uri})
         return env
+
+    def _note(self, line: str) -> None:
+        """A line of the engine's own in the job's log, before the job's output."""
+        with open(self.job.log_file, "a") as log:
+            log.write(f"[prefect-braket] {line}\n")
 
     def _watch(self, process: subprocess.Popen, limit: int) -> Ending | None:
         """Waits for the job's `process` to end: None when it has, or how the job ended if it was
@@ -134,6 +148,8 @@ class Supervisor:
         backoff = Backoff(max_seconds=WATCH_MAX_SECONDS)
         while True:
             self._reap()
+            if self.service is not None:
+                self.service.poll()
             if self.cancel_requested or self.job.read().status == "CANCELLING":
                 return CANCELLED
             if time.monotonic() > deadline:
@@ -163,6 +179,8 @@ class Supervisor:
         job = self.job
         recorded = self.process.pid if self.process is not None else None
         end_processes(job.instance, grace, recorded=recorded, supervisor=os.getpid(), reap=self._reap)
+        if self.service is not None:
+            self.service.end()
         job.update(lambda r: r.add_event("UPLOADING_RESULTS"))
         try:
             pack_directory(job.results_dir, job.output_archive)

@@ -55,7 +55,6 @@ def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
     """decorator → CreateJob → the job runs (its tasks on the job's device, with priority) → logs and
     metrics from CloudWatch → result from S3 → a second job resumes from the first one's checkpoint."""
     from prefect_braket import hybrid_job
-    from prefect_braket.backends.aws import images as aws_module
     from prefect_braket.backends.aws.backend import AwsBackend
     from prefect_braket.jobs import (
         get_job_device_arn,
@@ -64,7 +63,6 @@ def test_hybrid_job_on_the_aws_path_over_http(endpoint, monkeypatch):
         save_job_checkpoint,
     )
 
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     backend = AwsBackend(session=session, region="us-east-1", endpoint_url=endpoint)
 
@@ -140,10 +138,8 @@ def test_qpu_queue_with_job_priority_windows_and_search(endpoint, monkeypatch):
     import json
 
     from prefect_braket import hybrid_job
-    from prefect_braket.backends.aws import images as aws_module
     from prefect_braket.backends.aws.backend import AwsBackend
 
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     endpoint_control(endpoint, "devices", _devices(window_open=False))
     braket = boto3.client("braket", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")

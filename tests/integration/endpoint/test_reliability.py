@@ -4,7 +4,6 @@ instance killed mid-run. It reports what it took; the run fails if anything was 
 
 import asyncio
 import math
-import sys
 import time
 
 import boto3
@@ -82,10 +81,8 @@ def tasks_and_jobs(device: BraketDevice, backend) -> dict:
 
 
 def test_tasks_and_jobs_survive_throttling_and_a_dying_instance(endpoint, monkeypatch):
-    from prefect_braket.backends.aws import images as aws_module
     from prefect_braket.backends.aws.backend import AwsBackend
 
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
     credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
                                  aws_client_parameters={"endpoint_url": endpoint})
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")

@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-from helpers.aws import GET_JOB_PARAMS, JOB_ARN, get_job_answer, recent_ms
+from helpers.aws import GET_JOB_PARAMS, JOB_ARN, get_job_answer, own_account, recent_ms
 from helpers.runs import latest_artifacts
 from helpers.waiting import wait_for
 from prefect_braket import hybrid_job, wait_for_job
@@ -225,19 +225,13 @@ def test_engine_reads_a_large_log_in_bounded_chunks(engine):
     assert job.logs().split("\n") == lines
 
 
-def test_aws_backend_reads_cloudwatch_in_bounded_chunks(aws):
+def test_aws_backend_reads_cloudwatch_in_bounded_chunks(aws, aws_session):
     backend, stubber, _ = aws
+    own_account(aws_session)  # a log group of its own, whatever other tests of the session wrote
     stubber.add_response("get_job", get_job_answer("RUNNING"), GET_JOB_PARAMS)
     logs = backend.client("logs")
-    try:
-        logs.create_log_group(logGroupName="/aws/braket/jobs")
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
+    logs.create_log_group(logGroupName="/aws/braket/jobs")
     stream = f"train-example/{JOB_ARN.rsplit('/', 1)[1]}/algo-1-1700000001"
-    try:
-        logs.delete_log_stream(logGroupName="/aws/braket/jobs", logStreamName=stream)
-    except logs.exceptions.ResourceNotFoundException:
-        pass
     logs.create_log_stream(logGroupName="/aws/braket/jobs", logStreamName=stream)
     start = recent_ms()
     body = "x" * 84  # 10,000 events (a page) stay under CloudWatch's 1 MB a page, as moto does not check

@@ -1,6 +1,13 @@
 """The shared vocabulary: ARNs read once, backends chosen by name, waits that back off."""
 
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from prefect_braket.backends.registry import (
     BACKENDS,
@@ -83,6 +90,45 @@ def test_retryable_is_declared_not_guessed():
 
     assert not is_transient(Lookalike())
     assert is_transient(ConnectionResetError()) and not is_transient(TimeoutError())
+
+
+def aws_error(code, status, operation="CreateJob"):
+    """What botocore raises for an error answer: the code and the HTTP status, as AWS sends them."""
+    return ClientError({"Error": {"Code": code, "Message": "..."}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       operation)
+
+
+@pytest.mark.parametrize("error", [
+    aws_error("ThrottlingException", 429),
+    aws_error("ThrottlingException", 400),  # Braket's throttling can come as a 400
+    aws_error("TooManyRequestsException", 429),
+    aws_error("SlowDown", 503, "PutObject"),
+    aws_error("InternalServiceException", 500),
+    aws_error("SomethingNew", 500),  # any 5xx, whatever its code
+    aws_error("ServiceUnavailable", 503),
+    EndpointConnectionError(endpoint_url="https://braket.us-east-1.amazonaws.com"),
+    ConnectTimeoutError(endpoint_url="https://braket.us-east-1.amazonaws.com"),
+    ReadTimeoutError(endpoint_url="https://braket.us-east-1.amazonaws.com"),
+], ids=lambda error: type(error).__name__ + (f"-{error.response['Error']['Code']}-"
+                                              f"{error.response['ResponseMetadata']['HTTPStatusCode']}"
+                                              if isinstance(error, ClientError) else ""))
+def test_throttling_5xx_and_dropped_connections_from_aws_are_transient(error):
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize("error", [
+    aws_error("ValidationException", 400),
+    aws_error("AccessDeniedException", 403),
+    aws_error("AccessDenied", 403, "GetObject"),
+    aws_error("ResourceNotFoundException", 404),
+    aws_error("ConflictException", 409),
+    aws_error("DeviceRetiredException", 400),
+    aws_error("ServiceQuotaExceededException", 402),
+    NoCredentialsError(),
+], ids=lambda error: type(error).__name__ + (f"-{error.response['Error']['Code']}"
+                                              if isinstance(error, ClientError) else ""))
+def test_refusals_from_aws_are_not_transient(error):
+    assert not is_transient(error)
 
 
 def test_waits_back_off_to_their_ceiling_with_jitter():

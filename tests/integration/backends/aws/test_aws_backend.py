@@ -25,20 +25,21 @@ from helpers.aws import (
     ROLE,
     expect_get_device,
     get_job_answer,
+    own_account,
     recent_ms,
     s3,
 )
 from helpers.faults import LosesFirstCreate
 from helpers.paths import DATA
 from prefect_braket import HybridJob, JobFailedError, JobSpec, hybrid_job
-from prefect_braket.backends.aws import images as aws_module
 from prefect_braket.backends.aws.backend import AwsBackend, AwsConfigurationError
 from prefect_braket.core.archive import UnsafeArchiveError
+from prefect_braket.endpoint.app import seed_job_images
 
 
 def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path):
     backend, stubber, calls = aws
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    seed_job_images(backend.client("ecr", "us-east-1"))  # Braket's images, with this Python, in moto's ECR
     expect_get_device(stubber)
     stubber.add_response("create_job", {"jobArn": JOB_ARN})
     job = hybrid_job(device=FORTE, backend=backend, job_name="train-example", role_arn=ROLE, tags={"team": "quantum"})(
@@ -64,7 +65,7 @@ def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path
     assert request["stoppingCondition"] == {"maxRuntimeInSeconds": 432000}
     assert request["tags"] == {"team": "quantum"}
     assert 1 <= len(request["clientToken"]) <= 64
-    assert "inputDataConfig" not in request and "associations" not in request
+    assert request["inputDataConfig"] == [] and "associations" not in request  # [] as Braket's SDK sends it
 
     # The source went to the S3 layout; it runs with neither this package nor Braket's SDK.
     key = script["s3Uri"].split(f"{BUCKET}/", 1)[1]
@@ -98,21 +99,26 @@ def test_create_job_request_for_the_decorator_example(aws, monkeypatch, tmp_path
 
 def test_python_mismatch_is_refused_before_anything_is_uploaded(aws, monkeypatch):
     backend, stubber, calls = aws
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", "3.99")
-    refusal = r"pickled by Python 3\.\d+, but Braket's job image .* runs Python 3.99.*image_uri="
+    ecr = Stubber(backend.client("ecr", "us-east-1"))  # ECR says the base image runs Python 3.99
+    ecr.activate()
+    image = {"imageId": {"imageDigest": "sha256:" + "0" * 64, "imageTag": "1.0-cpu-py399-ubuntu24.04"}}
+    for _ in range(2):  # the image by its tag, then its digest's tags
+        ecr.add_response("batch_get_image", {"images": [image], "failures": []})
+    refusal = r"pickled by Python 3\.\d+, but Braket's job image .* runs Python 3.99 \(its tag 1.0-cpu-py399.*image_uri"
     with pytest.raises(AwsConfigurationError, match=refusal):
         hybrid_job(device=FORTE, backend=backend, role_arn=ROLE)(lambda: 1)()
     assert calls == []
 
 
-def test_role_is_looked_up_once_or_named_when_missing(aws):
+def test_role_is_looked_up_once_or_named_when_missing(aws, aws_session):
     backend, _, _ = aws
+    account = own_account(aws_session)  # an account with no role yet, whatever other tests made
     iam = backend.client("iam", "us-east-1")
     with pytest.raises(AwsConfigurationError, match="No execution role.*AmazonBraketJobsExecutionRole.*role_arn="):
         backend.role_arn(None)
     created = iam.create_role(RoleName="AmazonBraketJobsExecutionRole-test", Path="/service-role/",
                               AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    assert backend.role_arn(None) == created
+    assert created.startswith(f"arn:aws:iam::{account}:") and backend.role_arn(None) == created
     assert backend.role_arn("arn:aws:iam::123456789012:role/given") == "arn:aws:iam::123456789012:role/given"
 
 
@@ -131,7 +137,7 @@ class LosesFirstResponse(LosesFirstCreate, AwsBackend):
 
 def test_retried_submission_sends_the_same_token_and_finds_the_same_job(aws, aws_session, moto_endpoint, monkeypatch):
     backend, stubber, calls = aws
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    seed_job_images(backend.client("ecr", "us-east-1"))  # Braket's images, with this Python, in moto's ECR
     lossy = LosesFirstResponse(session=aws_session, region="us-east-1", endpoint_url=moto_endpoint,
                                braket_client=backend.braket())
     # Braket throttles the first CreateJob; botocore retries it with the same token.
@@ -183,18 +189,22 @@ def test_results_download_into_private_directories_in_parallel(aws, monkeypatch,
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
 
-def test_crafted_result_archive_is_refused(aws, tmp_path):
+@pytest.mark.parametrize("member", ["../../escape.txt", "absolute"])
+def test_crafted_result_archive_is_refused(aws, tmp_path, member):
     backend, stubber, _ = aws
-    _put_archive(backend, [("results.json", b"{}"), ("../../escape.txt", b"owned"), ("/tmp/abs.txt", b"owned")])
+    victim = tmp_path / "victim" / "abs.txt"  # an absolute name of this test's own, nobody else's file
+    name = str(victim) if member == "absolute" else member
+    _put_archive(backend, [("results.json", b"{}"), (name, b"owned")])
     for _ in range(2):
         stubber.add_response("get_job", get_job_answer(), GET_JOB_PARAMS)
-    with pytest.raises(UnsafeArchiveError, match="escape.txt"):
+    with pytest.raises(UnsafeArchiveError, match=name.lstrip("/")):
         HybridJob(JOB_ARN, backend).fetch_result()
-    assert not Path("/tmp/abs.txt").exists()
+    assert not victim.parent.exists()
 
 
-def test_failed_job_raises_with_reason_and_log_tail(aws):
+def test_failed_job_raises_with_reason_and_log_tail(aws, aws_session):
     backend, stubber, _ = aws
+    own_account(aws_session)  # its own log group and stream, whatever other tests made
     logs = backend.client("logs")
     logs.create_log_group(logGroupName="/aws/braket/jobs")
     stream = f"train-example/{JOB_ARN.rsplit('/', 1)[1]}/algo-1-1700000000"
@@ -209,14 +219,11 @@ def test_failed_job_raises_with_reason_and_log_tail(aws):
     assert caught.value.log_tail == ["line 0", "line 1", "line 2"]
 
 
-def test_log_tailer_survives_a_missing_stream_and_pages_past_10000_events(aws):
+def test_log_tailer_survives_a_missing_stream_and_pages_past_10000_events(aws, aws_session):
     backend, stubber, _ = aws
+    own_account(aws_session)  # no log group yet
     stubber.add_response("get_job", get_job_answer("RUNNING"), GET_JOB_PARAMS)
     logs = backend.client("logs")
-    try:
-        logs.delete_log_group(logGroupName="/aws/braket/jobs")
-    except logs.exceptions.ResourceNotFoundException:
-        pass
     empty = backend.read_log(JOB_ARN)
     assert empty.lines == []
     logs.create_log_group(logGroupName="/aws/braket/jobs")
@@ -235,6 +242,46 @@ def test_log_tailer_survives_a_missing_stream_and_pages_past_10000_events(aws):
     logs.put_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream,
                         logEvents=[{"timestamp": start + 20000, "message": "Metrics - loss=0.5; iteration_number=3;"}])
     assert backend.read_log(JOB_ARN, chunk.cursor).lines == ["Metrics - loss=0.5; iteration_number=3;"]
+
+
+def test_log_tailer_merges_the_streams_of_a_job_in_time_order(aws, aws_session):
+    """A job on several instances writes a stream each: a read brings every stream's new lines,
+    merged in time order; a stream that appears later is read from its start."""
+    backend, stubber, _ = aws
+    own_account(aws_session)
+    stubber.add_response("get_job", get_job_answer("RUNNING"), GET_JOB_PARAMS)
+    logs = backend.client("logs")
+    logs.create_log_group(logGroupName="/aws/braket/jobs")
+    job_id = JOB_ARN.rsplit("/", 1)[1]
+    start = recent_ms()
+
+    def write(instance, times, job=job_id):
+        stream = f"train-example/{job}/algo-{instance}-1700000000"
+        try:
+            logs.create_log_stream(logGroupName="/aws/braket/jobs", logStreamName=stream)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.put_log_events(logGroupName="/aws/braket/jobs", logStreamName=stream, logEvents=[
+            {"timestamp": start + t, "message": f"{t:03d} algo-{instance}"} for t in times])
+
+    def expected(times, instances):
+        return [f"{t:03d} algo-{instances[t % len(instances)]}" for t in times]
+
+    # Interleaved: algo-1 logs the even milliseconds, algo-2 the odd ones (read stream after stream,
+    # their lines would not be in time order).
+    write(2, range(1, 200, 2))
+    write(1, range(0, 200, 2))
+    write(1, range(0, 50), job="0ther-job")  # another job's stream, under another prefix
+    first = backend.read_log(JOB_ARN)
+    assert first.lines == expected(range(200), [1, 2])
+    assert first.timestamps == [(start + t) / 1000 for t in range(200)]
+    # Both streams grow, and a third instance starts: the next read has all of it, nothing again.
+    write(1, range(201, 300, 3))
+    write(2, range(202, 300, 3))
+    write(3, range(200, 300, 3))
+    second = backend.read_log(JOB_ARN, first.cursor)
+    assert second.lines == expected(range(200, 300), [1, 2, 3])
+    assert backend.read_log(JOB_ARN, second.cursor).lines == []
 
 
 def test_cancel_of_an_ended_job_returns_its_status(aws):
@@ -312,7 +359,7 @@ def test_quantum_tasks_on_aws_run_poll_and_read_results_from_s3(moto_endpoint, m
 
 def test_input_data_checkpoints_images_and_reservations(aws, monkeypatch, tmp_path):
     backend, stubber, calls = aws
-    monkeypatch.setattr(aws_module, "IMAGE_PYTHON", f"{sys.version_info.major}.{sys.version_info.minor}")
+    seed_job_images(backend.client("ecr", "us-east-1"))  # Braket's images, with this Python, in moto's ECR
     client = s3(backend)
     backend.default_bucket()
     earlier = f"s3://{BUCKET}/jobs/earlier/1/checkpoints"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from helpers import examples
-from helpers.waiting import job_count, pid_alive, wait_for
+from helpers.waiting import job_count, job_processes_left, pid_alive, wait_for
 from prefect_braket import (
     HybridJob,
     JobFailedError,
@@ -192,7 +192,9 @@ SUBMITTER = textwrap.dedent(
 
     job = slow_square(7)
     print(job.arn, flush=True)
-    os.kill(os.getpid(), 9)   # the submitter dies; the job must not
+    # The submitter dies with its whole process group, as a closed terminal or Ctrl-C takes a
+    # foreground command and everything it started in its group; the job must not.
+    os.killpg(0, 9)
     """
 )
 
@@ -200,12 +202,16 @@ SUBMITTER = textwrap.dedent(
 def test_reattach_after_the_submitting_process_dies(engine, tmp_path):
     script = tmp_path / "submitter.py"
     script.write_text(SUBMITTER)
-    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    # A session of its own, so that killing its process group kills nothing of the tests.
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                               start_new_session=True)
     assert completed.returncode == -9, completed.stderr
     arn = completed.stdout.strip()
     job = HybridJob.attach(arn)
     assert job.state() in ("QUEUED", "RUNNING")
     assert job.result(poll_interval_seconds=0.2) == {"square": 49}
+    # The job itself ran on: it was not lost with the submitter and replaced from its checkpoints.
+    assert job.replaced == [] and job.arn == arn and HybridJob.attach(arn).state() == "COMPLETED"
 
 
 def test_unknown_arn_is_a_clear_error():
@@ -235,7 +241,14 @@ def test_one_running_job_per_qpu_and_simulators_in_parallel(engine):
     assert "WAITING_FOR_PRIORITY" in [e["eventType"] for e in second.metadata()["events"]]
     assert first.queue_position().queue_position is None
     assert second.result() == {"device": QPU}
-    assert first.metadata()["endedAt"] <= second.metadata()["startedAt"]
+    ended = first.metadata()["endedAt"]
+    assert ended <= second.metadata()["startedAt"]
+    # The engine gives every QPU job WAITING_FOR_PRIORITY when it is created: what says it waited is
+    # that the event came while the job ahead ran, and its RUNNING only after that job ended.
+    events = {e["eventType"]: e["timeOfEvent"] for e in second.metadata()["events"]}
+    order = [e["eventType"] for e in second.metadata()["events"]]
+    assert order.index("WAITING_FOR_PRIORITY") < order.index("RUNNING")
+    assert events["WAITING_FOR_PRIORITY"] < ended <= events["RUNNING"]
 
     a, b = simulator_sleep(1.0), simulator_sleep(1.0)
     wait_for(lambda: a.state() == "RUNNING" and b.state() == "RUNNING", timeout=5)
@@ -492,16 +505,9 @@ def test_an_instance_killed_as_it_starts_leaves_no_process_behind(engine):
     job = resumable_count(steps=100, pause=0.05)
     wait_for(lambda: job.state() == "RUNNING", timeout=60)  # the supervisor may not have recorded the process yet
     engine.kill_instance(job.arn)
-    checkpoint = engine.job_directory(job.arn) / "checkpoints" / f"{job.name}.json"
-
-    def written() -> str:
-        return checkpoint.read_text() if checkpoint.exists() else ""
-
-    time.sleep(1.0)
-    before = written()
-    time.sleep(1.0)
-    assert written() == before  # nothing of the job runs on
+    wait_for(lambda: not job_processes_left(engine, job.arn), timeout=15)  # nothing of the job runs on
     assert job.state() == "FAILED"
+    assert not job_processes_left(engine, job.arn)  # and nothing started it again
 
 
 def test_a_lost_supervisor_ends_its_job_as_a_lost_instance(engine):

@@ -1,0 +1,158 @@
+"""Finding a job's processes and ending them all (`backends.local.processes`), with small processes
+of the test's own standing in for a job's: marked by the job's instance directory in their
+environment, or descended from its supervisor, or neither."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from prefect_braket.backends.local import processes
+from prefect_braket.backends.local.processes import (
+    INSTANCE_VARIABLE,
+    _descends_from,
+    _recorded_group,
+    end_processes,
+    job_processes,
+    pid_alive,
+    signal_processes,
+)
+
+SLEEPER = "import time; print('ready', flush=True); time.sleep(120)"
+# Ignores SIGTERM, so only SIGKILL ends it; says so once the handler is in place.
+STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(120)")
+# Starts a grandchild in a session of its own, prints its pid, and waits.
+PARENT = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+          "start_new_session=True); print(c.pid, flush=True); time.sleep(120)")
+
+
+@pytest.fixture
+def spawn():
+    """Starts a Python child that has printed its first line once returned; every child is ended after."""
+    started: list[subprocess.Popen] = []
+
+    def start(code, *args, env=None, **options):
+        child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
+                                 env={**os.environ, **(env or {})}, **options)
+        started.append(child)
+        child.first_line = child.stdout.readline().strip()  # it is running its code now
+        return child
+
+    yield start
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=10)
+
+
+def test_pid_alive_trusts_a_pid_only_while_its_command_line_names_the_job(spawn):
+    child = spawn(SLEEPER, "job-marker-1")
+    assert pid_alive(child.pid, "job-marker-1")
+    assert not pid_alive(child.pid, "job-marker-2")  # a reused pid: somebody else's process
+    assert not pid_alive(None, "job-marker-1") and not pid_alive(0, "job-marker-1")
+    child.kill()
+    wait_for_zombie(child.pid)
+    assert not pid_alive(child.pid, "job-marker-1")  # ended, not yet reaped
+    child.wait()
+    assert not pid_alive(child.pid, "job-marker-1")  # gone
+
+
+def wait_for_zombie(pid):
+    """Until the killed child is a zombie: SIGKILL is delivered asynchronously."""
+    for _ in range(10_000):
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
+        os.sched_yield()
+    raise AssertionError(f"{pid} did not end")
+
+
+def test_job_processes_finds_the_marked_and_the_supervisors_descendants(spawn, tmp_path):
+    instance = tmp_path / "instance"
+    marked = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(instance)})
+    other_job = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(tmp_path / "other")})
+    # A "supervisor" without the marker, whose child left its session: found as a descendant.
+    supervisor = spawn(PARENT)
+    grandchild = int(supervisor.first_line)
+    assert job_processes(instance) == {marked.pid}
+    assert job_processes(instance, supervisor=supervisor.pid) == {marked.pid, grandchild}
+    assert other_job.pid not in job_processes(instance, supervisor=supervisor.pid)
+    os.kill(grandchild, signal.SIGKILL)
+    marked.kill()
+    wait_for_zombie(marked.pid)
+    assert job_processes(instance, supervisor=supervisor.pid) - {grandchild} == set()  # zombies are left out
+
+
+def test_job_processes_never_counts_the_caller(tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    # The caller itself carries the marker (a supervisor does): it is not among what it ends.
+    monkeypatch.setattr(processes, "_scan_proc", lambda marker: ({os.getpid(): 1}, {os.getpid()}))
+    assert job_processes(instance) == set()
+
+
+def test_descends_from_follows_parents_and_stops_on_a_loop():
+    parents = {10: 1, 11: 10, 12: 11, 20: 1, 30: 31, 31: 30}
+    assert _descends_from(12, 10, parents) and _descends_from(11, 10, parents)
+    assert not _descends_from(20, 10, parents)
+    assert not _descends_from(30, 10, parents)  # pids reused during the scan made a loop
+    assert _descends_from(10, 1, parents)
+    assert not _descends_from(12, 99, parents)
+
+
+def test_without_proc_the_recorded_process_group_stands_in(spawn, monkeypatch, tmp_path):
+    leader = spawn(SLEEPER, start_new_session=True)  # its own group: group id == pid
+    assert _recorded_group(leader.pid) == {-leader.pid}
+    assert _recorded_group(None) == set()
+    monkeypatch.setattr(processes, "Path", lambda path: tmp_path / "no-proc" if path == "/proc" else path)
+    assert job_processes(tmp_path / "instance", recorded=leader.pid) == {-leader.pid}
+    leader.kill()
+    leader.wait()
+    assert _recorded_group(leader.pid) == set()
+
+
+def test_signal_processes_skips_processes_already_gone(spawn):
+    gone = spawn(SLEEPER)
+    gone.kill()
+    gone.wait()
+    live = spawn(SLEEPER)
+    signal_processes({gone.pid, live.pid}, signal.SIGTERM)
+    assert live.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_end_processes_terminates_then_kills_what_ignores_sigterm(spawn, tmp_path):
+    instance = tmp_path / "instance"
+    polite = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(instance)})
+    stubborn = spawn(STUBBORN, env={INSTANCE_VARIABLE: str(instance)})
+    bystander = spawn(SLEEPER)
+    reaped: list[int] = []
+
+    def reap():
+        reaped.append(1)
+        for child in (polite, stubborn):
+            child.poll()
+
+    end_processes(instance, grace=0.3, reap=reap)
+    assert polite.wait(timeout=10) == -signal.SIGTERM  # asked first
+    assert stubborn.wait(timeout=10) == -signal.SIGKILL  # then made to
+    assert bystander.poll() is None  # not the job's
+    assert job_processes(instance) == set()
+    assert len(reaped) >= 2  # before looking, and once more at the end
+
+
+def test_end_processes_with_no_grace_kills_at_once(spawn, tmp_path):
+    instance = tmp_path / "instance"
+    child = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(instance)})
+    end_processes(instance, grace=0, reap=child.poll)
+    assert child.wait(timeout=10) == -signal.SIGKILL  # no SIGTERM first
+
+
+def test_end_processes_with_nothing_to_end_returns_at_once(tmp_path):
+    calls = []
+    end_processes(tmp_path / "nothing", grace=5.0, reap=lambda: calls.append(1))
+    assert calls == [1, 1]
