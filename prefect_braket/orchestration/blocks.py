@@ -52,7 +52,7 @@ from prefect_braket.quantum.devices import (
 from prefect_braket.quantum.executor import TaskExecutor, run_programs
 from prefect_braket.quantum.programs import input_sets, to_program
 from prefect_braket.quantum.results import TaskResult
-from prefect_braket.quantum.simulators import LocalSimulatorExecutor
+from prefect_braket.quantum.simulators import LocalSimulator, LocalSimulatorExecutor
 
 if TYPE_CHECKING:
     from prefect_braket.backends.aws.backend import AwsBackend
@@ -307,6 +307,13 @@ class BraketDevice(Block):
         if self.is_local:
             return LocalSimulatorExecutor(self.device_arn)
         return BraketTaskExecutor(self.device_arn, self.backend(), self.s3_bucket, self.s3_prefix, self.reservation_arn)
+
+    def warm_up(self) -> None:
+        """Readies a local simulator in this process (its imports, its parser's first use), so
+        that the first task timed after it is not charged seconds for them; nothing for Braket's
+        devices, whose first task costs what the others do."""
+        if self.is_local:
+            LocalSimulator.warm_up(self.device_arn)
 
     def status(self) -> str:
         """ONLINE, OFFLINE or RETIRED."""

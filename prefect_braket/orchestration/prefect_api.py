@@ -39,8 +39,9 @@ def publish_progress(percent: float, key: str, description: str) -> Any:
     return create_progress_artifact(percent, key=key, description=description, _sync=True)
 
 
-def update_progress(artifact_id: Any, percent: float) -> None:
-    update_progress_artifact(artifact_id, percent, _sync=True)
+def update_progress(artifact_id: Any, percent: float, description: str | None = None) -> None:
+    """Updates a progress artifact in place (no new version), and its description if given."""
+    update_progress_artifact(artifact_id, percent, description=description, _sync=True)
 
 
 def on_flow_run_end(hook: Callable[[Any, Any, Any], None]) -> bool:

@@ -121,9 +121,9 @@ def run_job_exclusively(
 ) -> HybridJob:
     """Submits a job and waits for it while holding the device's global concurrency limit.
 
-    The limit (`braket-device-<provider>-<name>`, one slot, created if missing) is shared by
-    every flow on the same Prefect server, so at most one of your jobs runs on the QPU at a
-    time; the next waits here, not in Braket's queue. Returns the ended job.
+    The limit (`braket-device-qpu-<provider>-<name>`, `braket-device-qpu-ionq-forte-1` say; one
+    slot, created if missing) is shared by every flow on the same Prefect server, so at most one
+    of your jobs runs on the QPU at a time; the next waits here, not in Braket's queue. Returns the ended job.
     """
     name = device_limit_name(spec.device)
     ensure_device_limit(name)

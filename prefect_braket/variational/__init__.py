@@ -9,9 +9,9 @@ gradient descent on parameter-shift gradients, or a SciPy minimiser. Inside a fl
   gets finished iterations back without evaluating (or paying for) them again;
 - each iteration writes a Braket-format checkpoint (`PersistedJobData`, locally or in S3 through
   fsspec) from which a new run with the same experiment id resumes;
-- a progress artifact and a log line follow the iterations (at most once a second), a table
-  artifact holds every row (refreshed every `table_every` iterations and at the end), and a
-  summary with a convergence plot closes the run;
+- a progress artifact (updated in place, its description the latest energy) and a log line
+  follow the iterations (at most once a second); a table artifact of every row and a summary
+  with a convergence plot close the run, one card each in the run's Artifacts tab;
 - checkpoints and artifacts go out in order from a thread of their own, so the loop does not wait
   for them; the run returns once they are all out, and fails if one of them failed.
 
@@ -31,7 +31,10 @@ One module per concern:
 - `reports`: the summary markdown and its convergence plot;
 - `publishing`: what a flow run publishes as it iterates, from a thread of its own;
 - `flow`: `run_variational` and its iteration task;
-- `in_job`: `run_variational_in_job`, with no Prefect in it.
+- `in_job`: `run_variational_in_job`, with no Prefect in it;
+- `qaoa`: QAOA for MaxCut on any graph (`MaxCut`), and the strategy that finds good angles
+  (linear-ramp start, growth layer by layer), with no Prefect in it;
+- `qaoa_flow`: `run_qaoa_maxcut`, that strategy in a flow.
 
 Names are imported on first use, so that a hybrid job importing `run_variational_in_job` does
 not import Prefect.
@@ -66,6 +69,11 @@ _EXPORTS = {
     "evaluate_iteration": ".flow",
     "run_variational": ".flow",
     "run_variational_in_job": ".in_job",
+    "MaxCut": ".qaoa",
+    "linear_ramp": ".qaoa",
+    "interpolate": ".qaoa",
+    "grow_layers": ".qaoa",
+    "run_qaoa_maxcut": ".qaoa_flow",
 }
 
 __all__ = sorted(_EXPORTS)

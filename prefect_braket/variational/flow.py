@@ -48,7 +48,6 @@ def run_variational(
     tolerance: float = 1e-6,
     shots: int = 0,
     checkpoint_location: str | None = None,
-    table_every: int = 5,
     reference_energy: float | None = None,
 ) -> dict[str, Any]:
     """Minimises `cost` inside the current flow; resumes from the experiment's checkpoint.
@@ -64,7 +63,6 @@ def run_variational(
             by less than `tolerance` between iterations.
         shots: Shots per circuit; 0 for exact values on simulators.
         checkpoint_location: A directory or `s3://` prefix; default `$PREFECT_BRAKET_HOME/experiments`.
-        table_every: Refresh the table artifact every this many iterations.
         reference_energy: Drawn in the convergence plot (an exact energy, say).
 
     Returns:
@@ -79,9 +77,11 @@ def run_variational(
     cost, chosen, device = as_cost(cost), as_optimizer(optimizer, learning_rate), device or BraketDevice()
     location = checkpoint_location or default_location()
     state = _resume(location, experiment_id, initial_parameters, logger)
+    if isinstance(device, BraketDevice):
+        device.warm_up()  # before the loop's clock: the first iteration's time is then the iteration's own
     # The publisher's thread starts inside the shared client's context, and so uses that client too.
     with (shared_sync_client(),
-          Reporter(experiment_id, location, logger, max_iterations, table_every, state.next_iteration) as reporter,
+          Reporter(experiment_id, location, logger, max_iterations, state.next_iteration) as reporter,
           _counting_evaluations() as evaluated):
         optimize(state, chosen, max_iterations, tolerance, _run_iterations_as_tasks(cost, device, shots, experiment_id),
                  reporter.record)

@@ -1,10 +1,15 @@
 """What a flow run publishes while it iterates, and the thread it goes out on.
 
-`Reporter` decides what goes out and when: a checkpoint every iteration, a progress update and a
-log line at most once a second, the table artifact every `table_every` iterations and at the end,
-the summary at the end. `Publisher` sends it, in order, from a thread of its own: on a simulator
-an iteration takes about as long as one API call, so the loop hands the calls over instead of
-waiting for each.
+`Reporter` decides what goes out and when: a checkpoint every iteration; a progress update (its
+description saying where the loop stands) and a log line at most once a second; the table
+artifact and the summary once, when the run ends. Every publication of a keyed artifact is a new
+version, and a flow run's Artifacts tab shows each version as a card of its own: a table
+refreshed as the loop goes would pile up cards (a 17-iteration run showed 4, an hour's run would
+show hundreds), so the live state goes to the progress artifact, which is updated in place. A run
+that fails still publishes its table, of the iterations it finished, and says so in its progress.
+
+`Publisher` sends it, in order, from a thread of its own: on a simulator an iteration takes
+about as long as one API call, so the loop hands the calls over instead of waiting for each.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from prefect_braket.variational.loop import Iteration, LoopState, final_energy
 from prefect_braket.variational.optimizers import Optimizer
 from prefect_braket.variational.reports import summary_markdown
 
-# A progress update and a log line each cost the API a write, and the table holds every row: on a
-# simulator, where iterations take milliseconds, a second apart is live enough.
+# A progress update and a log line each cost the API a write: on a simulator, where iterations
+# take milliseconds, a second apart is live enough.
 PROGRESS_INTERVAL_SECONDS = 1.0
 
 
@@ -86,8 +91,8 @@ class ProgressArtifact:
     def _create(self, percent: float, key: str, description: str) -> None:
         self._id = publish_progress(percent, key, description)
 
-    def update(self, percent: float) -> None:
-        self._publisher.submit(lambda: update_progress(self._id, percent))
+    def update(self, percent: float, description: str) -> None:
+        self._publisher.submit(lambda: update_progress(self._id, percent, description))
 
 
 class Reporter:
@@ -99,14 +104,14 @@ class Reporter:
     resume from, and keeps its own error (a publishing error besides is logged).
     """
 
-    def __init__(self, experiment_id: str, location: str, logger: Any, max_iterations: int, table_every: int,
+    def __init__(self, experiment_id: str, location: str, logger: Any, max_iterations: int,
                  first_iteration: int) -> None:
         self._experiment_id = experiment_id
         self._location = location
         self._logger = logger
         self._max_iterations = max_iterations
-        self._table_every = table_every
-        self._published_rows = 0
+        self._state: LoopState | None = None
+        self._finished = False
         self._reported_at = time.monotonic()
         self._publisher = Publisher()
         self._progress = ProgressArtifact(self._publisher, f"{experiment_id}-progress",
@@ -119,6 +124,12 @@ class Reporter:
         if failure is None:
             self._publisher.close()
             return
+        if self._state is not None and self._state.history and not self._finished:
+            last = self._state.history[-1].iteration
+            self._progress.update(self._percent(last + 1),
+                                  f"Failed after iteration {last} of {self._experiment_id}: {type(failure).__name__}. "
+                                  "A new run resumes from its checkpoint.")
+            self._publish_table(self._state)
         try:
             self._publisher.close()
         except Exception as error:
@@ -130,33 +141,35 @@ class Reporter:
 
     def record(self, state: LoopState, step: Iteration) -> None:
         """Checkpoints a finished iteration; shows it when a second has passed since the last one shown."""
+        self._state = state
         self._publisher.submit(functools.partial(save_checkpoint, self._location, self._experiment_id,
                                                  state.to_checkpoint()))
         if time.monotonic() - self._reported_at >= PROGRESS_INTERVAL_SECONDS:
-            self._progress.update(self._percent(step.iteration + 1))
+            self._progress.update(self._percent(step.iteration + 1),
+                                  f"Iteration {step.iteration} of {self._experiment_id} "
+                                  f"(at most {self._max_iterations}): energy {step.energy:.8f}")
             self._logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
                               step.gradient_norm)
             self._reported_at = time.monotonic()
-        if (step.iteration + 1) % self._table_every == 0:
-            self._refresh_table(state)
 
-    def _refresh_table(self, state: LoopState) -> None:
-        self._published_rows = len(state.history)
+    def _publish_table(self, state: LoopState) -> None:
         self._publisher.submit(functools.partial(
             publish_table, [h.row() for h in state.history], f"{self._experiment_id}-iterations",
             f"Iterations of {self._experiment_id}"))
 
     def finish(self, state: LoopState, optimizer: Optimizer, evaluated: int, reference_energy: float | None,
                device: Any, shots: int) -> None:
-        """Completes the progress and the table, and publishes the summary (of a run with iterations)."""
-        self._progress.update(100.0)
-        if len(state.history) != self._published_rows:
-            self._refresh_table(state)
+        """Completes the progress, and publishes the table and the summary (of a run with iterations)."""
+        self._finished = True
         if not state.history:
+            self._progress.update(100.0, f"{self._experiment_id}: nothing left to run")
             return
+        energy, last = final_energy(state, optimizer), state.history[-1].iteration
+        self._progress.update(100.0, f"Finished {self._experiment_id} after iteration {last}: energy {energy:.8f}, "
+                                     f"converged: {state.converged}")
+        self._publish_table(state)
         self._logger.info("Finished after iteration %d: energy %.8f, %d iteration(s) evaluated in this run, "
-                          "converged: %s", state.history[-1].iteration, final_energy(state, optimizer), evaluated,
-                          state.converged)
+                          "converged: %s", last, energy, evaluated, state.converged)
         summary = summary_markdown(state, optimizer, self._experiment_id, evaluated, reference_energy, device, shots)
         self._publisher.submit(functools.partial(publish_markdown, summary, f"{self._experiment_id}-summary",
                                                  f"Summary of {self._experiment_id}"))

@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.context import SyncClientContext
 
 from helpers.paths import FLOWS
-from helpers.runs import latest_artifacts
+from helpers.runs import all_artifacts, latest_artifacts
 
 sys.path.insert(0, str(FLOWS))
 
@@ -53,6 +53,11 @@ def test_vqe_reaches_chemical_accuracy_and_shows_it(tmp_path):
     assert result["chemical_accuracy"] and 3 <= result["iterations"] <= 40
     artifacts = latest_artifacts(state.state_details.flow_run_id)
     assert artifacts["vqe-accuracy-progress"].data == 100.0
+    assert artifacts["vqe-accuracy-progress"].description.startswith(
+        f"Finished vqe-accuracy after iteration {result['iterations'] - 1}: energy {result['energy']:.8f}")
+    # One version of each key, so one card each in the run's Artifacts tab, however many iterations ran.
+    assert sorted(a.key for a in all_artifacts(state.state_details.flow_run_id)) == [
+        "vqe-accuracy-iterations", "vqe-accuracy-progress", "vqe-accuracy-summary"]
     table = json.loads(artifacts["vqe-accuracy-iterations"].data)
     assert [row["iteration"] for row in table] == list(range(result["iterations"]))
     assert table[-1]["energy"] == pytest.approx(result["energy"])
@@ -72,6 +77,10 @@ def test_resumed_run_evaluates_each_iteration_once(tmp_path):
     with pytest.raises(DeviceLost):
         first.result()
     assert len(load_checkpoint(str(tmp_path), "resume-once")["history"]) == 4
+    failed = latest_artifacts(first.state_details.flow_run_id)  # what the failed run leaves is its table, once
+    assert [row["iteration"] for row in json.loads(failed["resume-once-iterations"].data)] == [0, 1, 2, 3]
+    assert failed["resume-once-progress"].description.startswith("Failed after iteration 3 of resume-once: DeviceLost")
+    assert "resume-once-summary" not in failed
     second = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path), return_state=True)
     result = second.result()
     assert result["evaluated_iterations"] == result["iterations"] - 4
@@ -82,6 +91,12 @@ def test_resumed_run_evaluates_each_iteration_once(tmp_path):
     runs = wait_for(lambda: (lambda r: r if len(r) >= result["iterations"] else None)(iteration_runs(ids)), timeout=20)
     names = sorted(r.name for r in runs)
     assert len(names) == len(set(names)) == result["iterations"]  # each iteration evaluated once, over both runs
+    # The second run resumed after iteration 3: it did not ask for 0-3 at all. (A run that started over
+    # would get them from the cache, as Cached task runs, which the count above does not see.)
+    with get_client(sync_client=True) as client:
+        asked = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[second.state_details.flow_run_id])))
+    assert not {f"resume-once-iteration-{i}" for i in range(4)} & {r.name for r in asked}
     third = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path))
     assert third["evaluated_iterations"] == 0 and third["energy"] == result["energy"]
 
@@ -217,3 +232,45 @@ def test_scipy_minimizer_reaches_accuracy_and_replays_on_resume(tmp_path):
     result = run_vqe_h2(experiment_id="cobyla", checkpoint_location=str(tmp_path), optimizer="scipy:COBYLA")
     assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
     assert result["evaluated_iterations"] == result["iterations"] - 5  # the first five were replayed
+
+
+def test_checkpoints_to_an_s3_prefix_and_resumes_from_them(moto_endpoint, monkeypatch):
+    import uuid
+
+    import boto3
+    import s3fs
+
+    for name, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # a file system made earlier may point elsewhere
+    bucket = f"checkpoints-{uuid.uuid4().hex[:12]}"  # a bucket of this test's own on the shared moto server
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    location = f"s3://{bucket}/experiments"
+    cost = ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"])
+
+    @flow
+    def short(iterations: int):
+        return run_variational(cost, [0.0], experiment_id=f"s3-{bucket}", checkpoint_location=location,
+                               max_iterations=iterations, optimizer=SPSA(seed=5))
+
+    first = short(2)
+    saved = load_checkpoint(location, f"s3-{bucket}")
+    assert first["iterations"] == 2 and len(saved["history"]) == 2
+    objects = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").list_objects_v2(Bucket=bucket)
+    assert [o["Key"] for o in objects["Contents"]] == [f"experiments/s3-{bucket}.json"]
+    state = short(4, return_state=True)
+    second = state.result()
+    assert second["iterations"] == 4 and len(load_checkpoint(location, f"s3-{bucket}")["history"]) == 4
+    # Resumed from the checkpoint in S3, the run does not even ask for iterations 0 and 1 (a run that
+    # started over would get them from the cache, as task runs of its own).
+    from helpers.waiting import wait_for
+
+    def iterations_asked():
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+                any_=[state.state_details.flow_run_id])))
+        names = sorted(r.name for r in runs if r.name.startswith(f"s3-{bucket}-iteration-"))
+        return names if len(names) >= 2 else None
+
+    assert wait_for(iterations_asked, timeout=20) == [f"s3-{bucket}-iteration-2", f"s3-{bucket}-iteration-3"]
