@@ -36,7 +36,12 @@ def train(num_tasks: int = 5, lr: float = 0.1):
 
 @flow(name="braket-hybrid-job", log_prints=True)
 def hybrid_job_flow(num_tasks: int = 5, lr: float = 0.1) -> dict:
-    """Submits the training job, waits for it (its log and metrics show in the UI) and returns its result."""
+    """Submits the training job, waits for it (its log and metrics show in the UI) and returns its result.
+
+    Args:
+        num_tasks: Iterations of the job.
+        lr: How far theta moves per iteration.
+    """
     job = train(num_tasks=num_tasks, lr=lr)
     result = job.result(poll_interval_seconds=1.0)
     print(f"Job {job.name} ({job.arn}) finished: {result}")

@@ -70,6 +70,11 @@ async def resume_demo(fail_at: int = 5, experiment_id: str | None = None,
 
     Without an experiment id, each demo run is an experiment of its own: one whose iterations
     were cached by an earlier demo would lose its device later than `fail_at`.
+
+    Args:
+        fail_at: The iteration before which the first run loses its device.
+        experiment_id: Names the checkpoint both runs share; a new one per demo by default.
+        checkpoint_location: A directory or s3:// prefix; a new temporary directory by default.
     """
     experiment_id = experiment_id or f"resume-demo-{str(flow_run.id)[:8]}"
     location = checkpoint_location or tempfile.mkdtemp(prefix="resume-demo-")

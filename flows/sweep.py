@@ -33,7 +33,12 @@ def vqe_job(learning_rate: float = 0.1, max_iterations: int = 20):
 
 @flow(name="vqe-sweep")
 async def sweep(learning_rates: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4), max_iterations: int = 20) -> dict:
-    """Runs one VQE job per learning rate, concurrently, and compares them."""
+    """Runs one VQE job per learning rate, concurrently, and compares them.
+
+    Args:
+        learning_rates: One hybrid job per learning rate, all at once.
+        max_iterations: Iterations of each job.
+    """
     jobs = [vqe_job(learning_rate=rate, max_iterations=max_iterations) for rate in learning_rates]
     await asyncio.gather(*(wait_for_job_async(job, poll_interval_seconds=1.0, expected_iterations=max_iterations)
                            for job in jobs))

@@ -98,6 +98,17 @@ async def vqe_h2(
 
     Without an experiment id, each flow run is its own experiment (a retry of the run resumes it);
     with one, any run with that id resumes it.
+
+    Args:
+        experiment_id: Names the checkpoint and the artifacts ([a-z0-9-]); a run with the same id resumes it.
+        device_arn: Where the circuits run: local:braket/braket_sv, or an AWS device ARN.
+        shots: Shots per circuit; 0 for exact values on simulators.
+        optimizer: "gradient-descent", "spsa" or "scipy:<method>".
+        learning_rate: Gradient descent's step size.
+        max_iterations: Stop after this many iterations.
+        tolerance: Stop when the energy changes by less than this (Hartree) between iterations.
+        initial_theta: The ansatz's angle at the first iteration.
+        checkpoint_location: A directory or s3:// prefix; $PREFECT_BRAKET_HOME/experiments by default.
     """
     return solve_h2(BraketDevice(device_arn=device_arn), experiment_id or f"vqe-h2-{str(flow_run.id)[:8]}",
                     shots=shots, optimizer=optimizer, learning_rate=learning_rate, max_iterations=max_iterations,

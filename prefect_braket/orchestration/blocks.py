@@ -96,6 +96,9 @@ class BraketHybridJob(JobBlock[dict]):
     """
 
     _block_type_name = "Braket Hybrid Job"
+    # The catalog shows this as it is; a docstring's hard line breaks would show there too.
+    _description = ("A hybrid job configuration: the code, device and settings of jobs started on demand, on the "
+                    "embedded local engine or Amazon Braket.")
     _logo_url = LOGO_URL
     _documentation_url = DOCUMENTATION_URL
 
@@ -133,7 +136,8 @@ class BraketHybridJob(JobBlock[dict]):
         description="The embedded engine's directory; by default $PREFECT_BRAKET_HOME or ~/.prefect_braket.",
     )
     aws_credentials: Optional[AwsCredentials] = Field(
-        default=None, description="Credentials for Amazon Braket; the default boto3 chain when unset."
+        default=None, title="AWS Credentials",
+        description="Credentials for Amazon Braket; the default boto3 chain when unset.",
     )
     poll_interval_seconds: float = Field(default=5.0, gt=0, description="The longest pause between status polls.")
     allow_pickle: bool = Field(default=False, description="Whether pickled results may be read back.")
@@ -190,6 +194,8 @@ class BraketDevice(Block):
     """
 
     _block_type_name = "Braket Device"
+    _description = ("A quantum device, a local simulator or one of Amazon Braket's, and how to run programs on it: "
+                    "shots, results bucket, reservation, budget and parallel tasks.")
     _logo_url = LOGO_URL
     _documentation_url = "https://docs.aws.amazon.com/braket/latest/developerguide/braket-devices.html"
 
@@ -200,7 +206,8 @@ class BraketDevice(Block):
         ),
     )
     aws_credentials: Optional[AwsCredentials] = Field(
-        default=None, description="Credentials for Amazon Braket; the default boto3 chain when unset."
+        default=None, title="AWS Credentials",
+        description="Credentials for Amazon Braket; the default boto3 chain when unset.",
     )
     s3_bucket: Optional[str] = Field(
         default=None, description="Bucket for task results; by default amazon-braket-{region}-{account}."
@@ -214,7 +221,8 @@ class BraketDevice(Block):
         default=None, description="A Braket Direct reservation whose time window the tasks run in."
     )
     max_cost_usd: Optional[float] = Field(
-        default=None, ge=0, description="A budget: a task whose estimated cost would pass it is refused."
+        default=None, ge=0, title="Max Cost (USD)",
+        description="A budget: a task whose estimated cost would pass it is refused.",
     )
     max_parallel: int = Field(
         default=10, ge=1, le=100, description="Tasks of a batch in flight at once (Braket limits request rates)."
