@@ -106,10 +106,9 @@ def test_layers_grow_from_the_ramp_and_restarts_keep_the_best():
     assert len(found["parameters"]) == 6
 
 
-@pytest.mark.parametrize("graph", [nx.random_regular_graph(3, 6, seed=1), nx.random_regular_graph(3, 8, seed=2),
-                                   nx.gnp_random_graph(7, 0.5, seed=4)], ids=["3-regular-6", "3-regular-8", "random-7"])
-def test_at_p2_the_strategy_reaches_what_a_thorough_search_finds(graph):
-    problem = MaxCut.of(graph)
+def test_at_p2_the_strategy_reaches_what_a_thorough_search_finds():
+    """One graph here; bench/qaoa_quality.py measures a dozen, 3-regular and random, 6-10 nodes."""
+    problem = MaxCut.of(nx.random_regular_graph(3, 6, seed=1))
     stage, _ = scipy_stage(problem)
     found = grow_layers(problem, 2, stage)
     assert -found["energy"] >= 0.98 * -thorough_best(problem, 2, starts=12)
