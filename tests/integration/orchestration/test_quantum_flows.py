@@ -116,7 +116,6 @@ def test_device_concurrency_limit_runs_one_of_your_jobs_at_a_time(engine):
     assert [j.state() for j in (first, second)] == ["COMPLETED", "COMPLETED"]
     # The second job was not even created until the first had ended: it waited on the limit.
     assert second.metadata()["createdAt"] >= first.metadata()["endedAt"]
-    assert "WAITING_FOR_PRIORITY" in [e["eventType"] for e in second.metadata()["events"]]
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(device_limit_name(QPU))
     assert limit.limit == 1 and limit.name == "braket-device-qpu-ionq-forte-1"

@@ -78,14 +78,23 @@ def test_a_failed_submission_withdraws_its_claim_so_a_retry_creates_the_job(clai
     assert claims.created == [arn] and claim_file(claims, "token-a").read_text() == arn
 
 
-def test_a_retry_during_the_first_submission_waits_for_its_job(claims):
+def test_a_retry_during_the_first_submission_waits_for_its_job(claims, monkeypatch):
     claims.proceed = threading.Event()
+    waiting = threading.Event()
+    pause = store.time.sleep
+
+    def poll_pause(seconds):  # the retry found the claim, and its job not yet there: it waits
+        waiting.set()
+        pause(seconds)
+
+    monkeypatch.setattr(store.time, "sleep", poll_pause)
     answers: dict[str, str] = {}
     first = threading.Thread(target=lambda: answers.update(first=claims.create_job(None, client_token="token-a")))
     first.start()
     assert claims.entered.wait(timeout=30)  # the first holds the claim and is creating its job
     second = threading.Thread(target=lambda: answers.update(second=claims.create_job(None, client_token="token-a")))
     second.start()
+    assert waiting.wait(timeout=30)
     claims.proceed.set()
     first.join(timeout=30)
     second.join(timeout=30)
@@ -102,15 +111,21 @@ def test_a_claim_still_being_created_past_the_grace_period_says_so(claims, monke
     assert claims.created == [] and claim.exists()
 
 
-def test_an_abandoned_claim_is_replaced_by_a_new_submission(claims, monkeypatch):
-    monkeypatch.setattr(store, "ORPHAN_GRACE_SECONDS", 0.2)
+@pytest.mark.parametrize("age, abandoned", [(3.6, True), (1.2, False)])
+def test_a_claim_older_than_three_grace_periods_is_abandoned_and_replaced(claims, monkeypatch, age, abandoned):
+    monkeypatch.setattr(store, "ORPHAN_GRACE_SECONDS", 1.0)
     claim = claim_file(claims, "token-a")
     claim.parent.mkdir(parents=True)
     claim.write_text(ARN_PREFIX + "0" * 32)
-    old = time.time() - 0.2 * 3 - 5
-    os.utime(claim, (old, old))  # its submitter died long ago without creating the job
-    arn = claims.create_job(None, client_token="token-a")
-    assert claims.created == [arn] and claim.read_text() == arn
+    old = time.time() - age
+    os.utime(claim, (old, old))  # its submitter died without creating the job (or is slow)
+    if abandoned:
+        arn = claims.create_job(None, client_token="token-a")
+        assert claims.created == [arn] and claim.read_text() == arn
+    else:
+        with pytest.raises(SubmissionInProgress):
+            claims.create_job(None, client_token="token-a")
+        assert claims.created == []
 
 
 def test_a_damaged_claim_is_an_error_that_says_how_to_fix_it(claims):

@@ -49,9 +49,11 @@ def spawn():
 
 
 def test_pid_alive_trusts_a_pid_only_while_its_command_line_names_the_job(spawn):
-    child = spawn(SLEEPER, "job-marker-1")
+    child = spawn(SLEEPER, "job-marker-1", b"\xff-not-utf-8")
     assert pid_alive(child.pid, "job-marker-1")
+    assert pid_alive(child.pid, "-not-utf-8")  # a command line that is not UTF-8 is still read
     assert not pid_alive(child.pid, "job-marker-2")  # a reused pid: somebody else's process
+    assert child.poll() is None  # asking sent it no signal
     assert not pid_alive(None, "job-marker-1") and not pid_alive(0, "job-marker-1")
     child.kill()
     wait_for_zombie(child.pid)
@@ -108,6 +110,7 @@ def test_descends_from_follows_parents_and_stops_on_a_loop():
 def test_without_proc_the_recorded_process_group_stands_in(spawn, monkeypatch, tmp_path):
     leader = spawn(SLEEPER, start_new_session=True)  # its own group: group id == pid
     assert _recorded_group(leader.pid) == {-leader.pid}
+    assert leader.poll() is None  # asking sent it no signal
     assert _recorded_group(None) == set()
     monkeypatch.setattr(processes, "Path", lambda path: tmp_path / "no-proc" if path == "/proc" else path)
     assert job_processes(tmp_path / "instance", recorded=leader.pid) == {-leader.pid}
@@ -156,3 +159,16 @@ def test_end_processes_with_nothing_to_end_returns_at_once(tmp_path):
     calls = []
     end_processes(tmp_path / "nothing", grace=5.0, reap=lambda: calls.append(1))
     assert calls == [1, 1]
+
+
+def test_a_recorded_group_outlives_its_leader(spawn):
+    # The leader starts a child in its group, then exits: the group is still there to be ended.
+    code = ("import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+            "print(c.pid, flush=True)")
+    leader = spawn(code, start_new_session=True)
+    member = int(leader.first_line)
+    leader.wait(timeout=30)
+    try:
+        assert _recorded_group(leader.pid) == {-leader.pid}
+    finally:
+        os.kill(member, signal.SIGKILL)

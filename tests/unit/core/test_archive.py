@@ -3,6 +3,7 @@ write to its S3 bucket, could put in `model.tar.gz`."""
 
 import gzip
 import os
+import re
 import struct
 import tarfile
 
@@ -22,6 +23,7 @@ from prefect_braket.core.archive import (
     ArchiveTooLargeError,
     UnsafeArchiveError,
     pack_directory,
+    pack_source,
     read_member,
     safe_extract,
 )
@@ -356,3 +358,95 @@ def test_pack_directory_follows_no_link_out_and_holds_only_files_and_directories
         "alias": b"inside", "results.json": b"{}", "sub": "dir", "sub/chained": b"inside", "sub/data.txt": b"inside",
         "sub/hardlinked.json": b"{}"}
 
+
+
+@pytest.mark.parametrize(
+    "member, why",
+    [
+        # `..` from the archive's root leaves it, even where the name under the root would be an earlier file.
+        (symlink("link", "../good.txt"), "its link target '../good.txt' leaves the archive"),
+        (hardlink("hard", "../good.txt"), "its link target '../good.txt' leaves the archive"),
+        (symlink("sub/link", "../../good.txt"), "its link target '../../good.txt' leaves the archive"),
+        (special("dev", tarfile.CHRTYPE), "it is a character device; only regular files"),
+        (special("disk", tarfile.BLKTYPE), "it is a block device; only regular files"),
+        (special("pipe", tarfile.FIFOTYPE), "it is a fifo; only regular files"),
+        (special("odd", b"Z"), "it is of tar type b'Z'"),
+        (directory("good.txt/inner"), "its parent 'good.txt' is a file, not a directory"),
+        (symlink("alias", "good.txt/x"), "its link target 'good.txt/x' goes through a file"),
+        (symlink("alias", "/good.txt"), "its link target '/good.txt' is absolute"),
+        (hardlink("hard", "/good.txt"), "its link target '/good.txt' is absolute"),
+        (symlink("alias", "missing/x"), "its link target 'missing/x' names nothing earlier in the archive"),
+        (symlink("alias", "missing"), "its link target 'missing' names nothing earlier in the archive"),
+        (symlink("alias", "sub"), "its link target 'sub' is a directory; only links to files are extracted"),
+    ],
+    ids=["symlink-up-from-root", "hardlink-up-from-root", "symlink-up-past-root", "char-device", "block-device",
+         "fifo", "unknown-type", "dir-under-a-file", "link-through-a-file", "symlink-absolute", "hardlink-absolute",
+         "through-nothing", "to-nothing", "to-a-directory"],
+)
+def test_a_refusal_names_the_member_and_why(tmp_path, member, why):
+    # Each of these would otherwise be refused, or accepted, for another reason: the reason is what is checked.
+    archive = _archive(tmp_path / "model.tar.gz", [regular("good.txt"), directory("sub"), member])
+    with pytest.raises(UnsafeArchiveError, match=rf"Refusing archive member {member[0].name!r}: {re.escape(why)}"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_links_resolve_up_and_through_empty_components_as_paths_do(tmp_path):
+    archive = _archive(tmp_path / "a.tar.gz", [
+        directory("sub"), directory("sub/deeper"), regular("sub/x", b"one up"), regular("top", b"at the root"),
+        symlink("sub/deeper/up", "../x"), symlink("sub/deeper/two-up", "../../top"), symlink("double", "sub//x"),
+    ])
+    out = safe_extract(archive, tmp_path / "out")
+    assert (out / "sub" / "deeper" / "up").read_bytes() == b"one up"
+    assert (out / "sub" / "deeper" / "two-up").read_bytes() == b"at the root"
+    assert (out / "double").read_bytes() == b"one up"
+    assert not (out / "sub" / "deeper" / "up").is_symlink()  # a copy, not a link
+
+
+def test_read_member_checks_the_whole_archive_against_its_limits(tmp_path):
+    archive = _archive(tmp_path / "a.tar.gz", [regular("results.json", b"{}"), regular("b", b"x" * 10)])
+    with pytest.raises(ArchiveTooLargeError, match=f"Refusing archive {tmp_path / 'a.tar.gz'}: it has more than 1 "):
+        read_member(archive, "results.json", max_members=1)
+    with pytest.raises(ArchiveTooLargeError, match=f"Refusing archive {tmp_path / 'a.tar.gz'}: its regular members"):
+        read_member(archive, "results.json", max_bytes=5)
+    assert read_member(archive, "results.json", max_members=2, max_bytes=12) == b"{}"
+
+
+def test_pack_source_packs_a_directory_under_its_own_name_with_links_followed(tmp_path):
+    source = tmp_path / "algorithm"
+    source.mkdir()
+    (source / "main.py").write_text("print(1)")
+    (tmp_path / "shared.py").write_text("X = 1")
+    (source / "shared.py").symlink_to(tmp_path / "shared.py")
+    archive = tmp_path / "not" / "yet" / "source.tar.gz"  # its directory is made
+    pack_source(source, archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == ["algorithm", "algorithm/main.py", "algorithm/shared.py"]
+        assert members["algorithm/shared.py"].isreg()  # the link's file, as Braket packs it
+        assert tar.extractfile("algorithm/shared.py").read() == b"X = 1"
+    pack_source(source / "main.py", archive)  # a single file, over the earlier archive
+    with tarfile.open(archive, "r:gz") as tar:
+        assert tar.getnames() == ["main.py"]
+
+
+def test_pack_directory_makes_the_archives_directory(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "results.json").write_text("{}")
+    archive = tmp_path / "a" / "b" / "model.tar.gz"
+    pack_directory(tmp_path / "model", archive)
+    assert read_member(archive, "results.json") == b"{}"
+    pack_directory(tmp_path / "model", archive)  # again, over it
+    assert read_member(archive, "results.json") == b"{}"
+
+
+def test_a_hard_link_in_a_directory_names_its_target_from_the_archives_root(tmp_path):
+    archive = _archive(tmp_path / "a.tar.gz", [regular("good.txt", b"root file"), directory("sub"),
+                                               hardlink("sub/hard", "good.txt")])
+    assert (safe_extract(archive, tmp_path / "out") / "sub" / "hard").read_bytes() == b"root file"
+
+
+def test_read_member_takes_names_as_paths_and_a_file_at_its_limit(tmp_path):
+    archive = _archive(tmp_path / "a.tar.gz", [directory("plots"), regular("plots/loss.csv", b"12345")])
+    assert read_member(archive, "plots//loss.csv") == b"12345"
+    assert read_member(archive, "plots/loss.csv", max_size=5) == b"12345"  # at the limit, not over it
