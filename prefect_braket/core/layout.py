@@ -12,9 +12,22 @@ The embedded engine keeps the same layout on disk, under its home.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect_braket.core.arns import split_s3_uri
 
 LOG_GROUP = "/aws/braket/jobs"
+
+
+def default_bucket(region: str, account: str) -> str:
+    """Braket's default bucket of an account in a region, as its SDK names it."""
+    return f"amazon-braket-{region}-{account}"
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's arguments for a bucket in `region`: us-east-1 refuses a location constraint
+    naming itself, and every other region needs one."""
+    return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
 def job_root(bucket: str, job_name: str, stamp: str) -> str:

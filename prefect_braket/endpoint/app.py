@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from prefect_braket.backends.local.engine import LocalEngine
 from prefect_braket.core.arns import is_qpu, split_s3_uri
+from prefect_braket.core.layout import bucket_location
 from prefect_braket.endpoint.api import BraketApi
 from prefect_braket.endpoint.devices import DEFAULT_DEVICES, DeviceModel
 from prefect_braket.endpoint.faults import Faults
@@ -182,10 +183,7 @@ class Endpoint:
         if job["device_arn"] not in {device.arn for device in self.braket.devices}:
             self.braket.set_devices([*self.braket.devices, device_for(job["device_arn"])])
         s3 = self._in_process("s3", setup["region"])
-        if setup["region"] == "us-east-1":
-            s3.create_bucket(Bucket=setup["bucket"])
-        else:
-            s3.create_bucket(Bucket=setup["bucket"], CreateBucketConfiguration={"LocationConstraint": setup["region"]})
+        s3.create_bucket(Bucket=setup["bucket"], **bucket_location(setup["region"]))
         for uri, path in setup["uploads"].items():
             bucket, key = split_s3_uri(uri)
             s3.put_object(Bucket=bucket, Key=key, Body=Path(path).read_bytes())

@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from prefect_braket.core.arns import split_s3_uri
+from prefect_braket.core.layout import bucket_location, default_bucket
 
 ROLE_PREFIX = "AmazonBraketJobsExecutionRole"
 # Exponential backoff with jitter per call. botocore's "adaptive" mode also slows the whole client
@@ -104,7 +105,7 @@ class AwsSession:
             bucket = os.environ.get("AMZN_BRAKET_OUT_S3_BUCKET")
             if not bucket:
                 account = self.client("sts", region).get_caller_identity()["Account"]
-                bucket = f"amazon-braket-{region}-{account}"
+                bucket = default_bucket(region, account)
                 self._create_bucket(bucket, region)
             self._buckets[region] = bucket
         return self._buckets[region]
@@ -113,10 +114,7 @@ class AwsSession:
         """Creates Braket's default bucket, as its SDK does; one of this account's already is fine."""
         s3 = self.client("s3", region)
         try:
-            if region == "us-east-1":
-                s3.create_bucket(Bucket=bucket)
-            else:
-                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+            s3.create_bucket(Bucket=bucket, **bucket_location(region))
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code == "BucketAlreadyExists":

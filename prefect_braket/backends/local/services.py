@@ -45,7 +45,7 @@ from prefect_braket.backends.local.processes import INSTANCE_VARIABLE
 from prefect_braket.backends.local.record import JobRecord
 from prefect_braket.backends.local.store import JobStore
 from prefect_braket.core.arns import device_region, split_s3_uri
-from prefect_braket.core.layout import container_s3_variables, job_root
+from prefect_braket.core.layout import bucket_location, container_s3_variables, default_bucket, job_root
 from prefect_braket.jobs.data_persistence import write_atomically
 
 GIVEN, NONE, ENDPOINT, AWS, OWN_ENDPOINT = "given", "none", "endpoint", "aws", "own endpoint"
@@ -167,7 +167,7 @@ def _prepare_in_account(job: JobStore, record: JobRecord) -> tuple[str, dict[str
     s3 = session.client("s3", region_name=region, config=config)
     if not bucket:
         account = session.client("sts", region_name=region, config=config).get_caller_identity()["Account"]
-        bucket = f"amazon-braket-{region}-{account}"
+        bucket = default_bucket(region, account)
         _create_bucket(s3, bucket, region)
     variables = _locations(job, record, bucket)
     s3.upload_file(str(job.source_archive), *split_s3_uri(variables["AMZN_BRAKET_SCRIPT_S3_URI"]))
@@ -179,10 +179,7 @@ def _create_bucket(s3: Any, bucket: str, region: str) -> None:
     from botocore.exceptions import ClientError
 
     try:
-        if region == "us-east-1":
-            s3.create_bucket(Bucket=bucket)
-        else:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        s3.create_bucket(Bucket=bucket, **bucket_location(region))
     except ClientError as error:
         if error.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
             raise
@@ -227,7 +224,7 @@ class OwnEndpoint(BraketService):
 
     def __init__(self, job: JobStore, record: JobRecord):
         region = _region(record.device, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-        bucket = f"amazon-braket-{region}-{ENDPOINT_ACCOUNT}"
+        bucket = default_bucket(region, ENDPOINT_ACCOUNT)
         variables = _locations(job, record, bucket)
         self.job = job
         self.setup = job.dir / SETUP_FILE

@@ -10,13 +10,13 @@ import importlib.util
 import json
 import re
 import sys
-import uuid
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 from prefect import flow
 
+from helpers.modules import import_source
 from prefect_braket import JobFailedError, hybrid_job
 from prefect_braket.backends.aws.backend import AwsBackend, AwsConfigurationError
 from prefect_braket.backends.local.processes import job_processes
@@ -65,14 +65,7 @@ def example(tmp_path, monkeypatch, *, qpu=False, local=False):
         source = source.replace("device_arn = Devices.Amazon.SV1", "device_arn = Devices.IonQ.Forte1")
     if local:
         source = source.replace("@hybrid_job(device=device_arn)", "@hybrid_job(device=device_arn, local=True)")
-    name = f"braket_example_{uuid.uuid4().hex[:8]}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module.example_hybrid_job
+    return import_source(source, "braket_example", tmp_path, monkeypatch).example_hybrid_job
 
 
 def braket_client(endpoint):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from helpers.modules import import_source
 from helpers.servers import endpoint_control
 
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
@@ -357,25 +358,11 @@ def train(steps, resume_from=None, hold_seconds=0):
 '''
 
 
-def _sdk_module(tmp_path, monkeypatch):
-    import importlib.util
-    import sys
-
-    name = f"sdk_job_{uuid.uuid4().hex[:8]}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(SDK_JOB_SOURCE)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_sdks_own_hybrid_job_with_checkpoints_results_and_downloads(braket_endpoint, tmp_path, monkeypatch):
     from braket.jobs import hybrid_job as braket_hybrid_job
 
     monkeypatch.chdir(tmp_path)
-    module = _sdk_module(tmp_path, monkeypatch)
+    module = import_source(SDK_JOB_SOURCE, "sdk_job", tmp_path, monkeypatch)
 
     def submit(**options):
         return braket_hybrid_job(device=SV1, role_arn=ROLE, include_modules=module.__name__, **options)(module.train)
@@ -398,7 +385,7 @@ def test_the_sdks_job_is_cancelled(braket_endpoint, tmp_path, monkeypatch):
     from braket.jobs import hybrid_job as braket_hybrid_job
 
     monkeypatch.chdir(tmp_path)
-    module = _sdk_module(tmp_path, monkeypatch)
+    module = import_source(SDK_JOB_SOURCE, "sdk_job", tmp_path, monkeypatch)
     job = braket_hybrid_job(device=SV1, role_arn=ROLE, include_modules=module.__name__)(module.train)(
         steps=1, hold_seconds=600)
     deadline = time.monotonic() + 120
