@@ -43,9 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
 
 import numpy as np  # noqa: E402
 from prefect import flow, task  # noqa: E402
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
 from prefect.utilities.hashing import hash_objects  # noqa: E402
+from server_records import wait_for_task_runs  # noqa: E402
 from vqe_h2 import ANSATZ, H2_HAMILTONIAN, vqe_h2  # noqa: E402
 
 from prefect_braket import BraketDevice  # noqa: E402
@@ -61,18 +60,6 @@ TARGET = 1.25
 @flow
 def warm_up() -> None:
     BraketDevice().run("OPENQASM 3.0;\nqubit[1] q;\nh q[0];\n#pragma braket result probability\n", shots=0)
-
-
-def settle(flow_run_id: uuid.UUID, task_runs: int, timeout: float = 60.0) -> None:
-    """Waits until the server has recorded the flow run's task runs as finished."""
-    with get_client(sync_client=True) as client:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if sum(1 for run in runs if run.state and run.state.is_final()) >= task_runs:
-                break
-            time.sleep(0.2)
-    time.sleep(0.5)  # the other consumers of the same events
 
 
 def plain_loop(shots: int) -> float:
@@ -91,7 +78,7 @@ def timed_flow(shots: int) -> tuple[float, dict]:
                                checkpoint_location=tempfile.mkdtemp(),
                                max_iterations=ITERATIONS, tolerance=0.0, shots=shots, return_state=True))
     elapsed = time.perf_counter() - started
-    settle(state.state_details.flow_run_id, ITERATIONS)
+    wait_for_task_runs(state.state_details.flow_run_id, ITERATIONS)
     return elapsed, state.result()
 
 
@@ -156,7 +143,7 @@ def prefect_floor(repeats: int) -> dict:
             started = time.perf_counter()
             state = asyncio.run(flow_fn(return_state=True))
             times.append(time.perf_counter() - started)
-            settle(state.state_details.flow_run_id, task_runs)
+            wait_for_task_runs(state.state_details.flow_run_id, task_runs)
         figures[name] = round(statistics.median(times) * 1000)
     return figures
 

@@ -41,6 +41,8 @@ _EXPORTS = {
     "TaskResult": "prefect_braket.quantum.results",
     "run_quantum_task": "prefect_braket.orchestration.quantum_tasks",
     "run_quantum_batch": "prefect_braket.orchestration.quantum_tasks",
+    "run_quantum_sweep": "prefect_braket.orchestration.sweeps",
+    "ClusterUnreachableError": "prefect_braket.orchestration.sweeps",
     "submit_job": "prefect_braket.orchestration.submission",
     "wait_for_job": "prefect_braket.orchestration.waiting",
     "wait_for_job_async": "prefect_braket.orchestration.waiting",

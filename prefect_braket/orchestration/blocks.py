@@ -246,6 +246,13 @@ class BraketDevice(Block):
         if self._budget is None:
             self._budget = Budget(self.max_cost_usd)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A backend pickles without its boto3 session (see AwsBackend), so a copy that kept it
+        # (a sweep chunk's device on a Dask worker) would call Braket with the worker's default
+        # credentials instead of this block's: the copy makes its own from `aws_credentials`.
+        state = super().__getstate__()
+        return {**state, "__pydantic_private__": {**(state["__pydantic_private__"] or {}), "_backend": None}}
+
     def __repr_args__(self) -> list[tuple[Optional[str], Any]]:
         # A device's text travels (into a job's hyperparameters, logs, artifacts); its keys must not.
         return [(key, _Hidden(value) if key == "aws_credentials" and value is not None else value)

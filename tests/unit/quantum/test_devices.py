@@ -5,6 +5,7 @@ import math
 import warnings
 from datetime import datetime, timezone
 
+import cloudpickle
 import numpy as np
 import pytest
 from botocore.stub import Stubber
@@ -12,6 +13,7 @@ from braket.schema_common import BraketSchemaBase
 from prefect_aws import AwsCredentials
 
 from helpers.paths import DATA
+from helpers.programs import ENTANGLED, ROTATION
 from prefect_braket import (
     BraketDevice,
     Budget,
@@ -49,24 +51,6 @@ def test_payloads_are_braket_device_capabilities():
 
 # -- local simulators against analytic values ------------------------------------------------------
 
-ROTATION = """OPENQASM 3.0;
-input float theta;
-qubit[1] q;
-rx(theta) q[0];
-#pragma braket result expectation z(q[0])
-#pragma braket result expectation y(q[0])
-#pragma braket result probability q[0]
-"""
-
-ENTANGLED = """OPENQASM 3.0;
-input float theta;
-qubit[2] q;
-ry(theta) q[0];
-cnot q[0], q[1];
-#pragma braket result expectation z(q[0]) @ z(q[1])
-#pragma braket result expectation z(q[1])
-#pragma braket result probability
-"""
 
 
 @pytest.mark.parametrize("arn", ["local:braket/braket_sv", "local:braket/braket_dm"])
@@ -313,3 +297,15 @@ def test_targetless_observables_give_one_value_per_qubit():
     program = "OPENQASM 3.0;\nqubit[2] q;\ni q[0];\nx q[1];\n#pragma braket result expectation z all\n"
     assert BraketDevice().run(program, shots=100).values[0] == [1.0, -1.0]
     assert list(BraketDevice().run(program, shots=0).values[0]) == pytest.approx([1.0, -1.0])
+
+
+def test_a_pickled_device_calls_braket_with_its_own_credentials(monkeypatch):
+    # As a sweep chunk's device reaches a Dask worker, whose default chain has other keys.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the-workers-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-workers-secret")
+    credentials = AwsCredentials(aws_access_key_id="the-blocks-key", aws_secret_access_key="s", region_name="us-east-1")
+    device = BraketDevice(device_arn=FORTE, aws_credentials=credentials)
+    assert device.backend().aws.session.get_credentials().access_key == "the-blocks-key"
+    copy = cloudpickle.loads(cloudpickle.dumps(device))
+    assert copy.backend().aws.session.get_credentials().access_key == "the-blocks-key"
+    assert copy.backend().aws.region == "us-east-1"
