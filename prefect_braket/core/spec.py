@@ -137,6 +137,30 @@ def hyperparameters_from_call(func: Callable[..., Any], args: tuple, kwargs: dic
     return recorded
 
 
+# What a shown hyperparameter must not carry. A credential object given to a decorated call is
+# shown by its type only (`packaging._shown`), a device's by its profile (`blocks._Hidden`); these
+# catch credentials given as text: by the hyperparameter's name, a secret-named field inside the
+# value, an AWS access key id, or a run of 40 key characters (an AWS secret access key's shape).
+SECRET_NAME = re.compile(r"key|secret|token|passw|credential|auth", re.IGNORECASE)
+SECRET_TEXT = re.compile(r"(?:key|secret|token|passw)\w*['\"]?\s*[:=]\s*['\"]?\w"
+                         r"|(?:AKIA|ASIA)[A-Z0-9]{16}"
+                         r"|(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])", re.IGNORECASE)
+HIDDEN_HYPERPARAMETER = "hidden (it may be a credential)"
+
+
+def shown_hyperparameters(hyperparameters: dict[str, str]) -> dict[str, str]:
+    """Hyperparameters as a page (an artifact, a log) may show them: any that may be a credential hidden.
+
+    Example:
+        ```python
+        shown_hyperparameters({"lr": "0.1", "api_key": "sk-1", "config": "{'token': 'abc'}"})
+        # {"lr": "0.1", "api_key": "hidden (it may be a credential)", "config": "hidden (...)"}
+        ```
+    """
+    return {name: HIDDEN_HYPERPARAMETER if SECRET_NAME.search(name) or SECRET_TEXT.search(str(value)) else str(value)
+            for name, value in hyperparameters.items()}
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One hybrid job to create, in the terms of Braket's CreateJob request.

@@ -70,10 +70,12 @@ class BraketHybridJobRun(JobRun[dict]):
         self.allow_pickle = allow_pickle
 
     async def wait_for_completion(self) -> None:
-        """Waits for the job to end, logging its events and log lines (and, in a run, its metrics)."""
+        """Waits for the job to end, logging its events and log lines (and, in a run, its metrics);
+        a job that did not complete is logged at ERROR here, and `fetch_result` raises."""
         watcher = JobWatcher(self.job, None, 10.0, self.poll_interval_seconds, None, logger=self.logger)
         while (delay := await anyio.to_thread.run_sync(watcher.step)) is not None:
             await anyio.sleep(delay)
+        watcher.ended(raise_on_failure=False)
 
     async def fetch_result(self) -> dict:
         """The job's `results.json`; raises `JobFailedError` if it failed or was cancelled."""

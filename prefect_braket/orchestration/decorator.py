@@ -213,7 +213,9 @@ def hybrid_job(
                 job = _submit(spec, backend, options)
             if options.wait_until_complete:
                 if in_flow_run():
-                    job.follow_replacement(wait_for_job(job))
+                    # As Braket's decorator does, the handle comes back however the job ended; its
+                    # `result()` raises. The wait logs the failure at ERROR.
+                    job.follow_replacement(wait_for_job(job, raise_on_failure=False))
                 else:
                     job.wait_until_complete()
             return job

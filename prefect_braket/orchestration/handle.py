@@ -36,8 +36,6 @@ from prefect_braket.jobs.data_persistence import RESULTS_FILE, load_persisted_da
 from prefect_braket.orchestration.context import in_flow_run
 from prefect_braket.orchestration.waiting import get_job_result, wait_for_job
 
-LOG_TAIL_LINES = 20
-
 
 @dataclass(frozen=True)
 class HybridJobQueueInfo:
@@ -127,13 +125,18 @@ class HybridJob:
 
     def log_lines(self) -> list[str]:
         """Every line the job has logged so far (read chunk by chunk until a read brings nothing new)."""
+        return self._whole_log()[0]
+
+    def _whole_log(self) -> tuple[list[str], str | None]:
+        """The job's lines so far, and where its log is (a file, a CloudWatch stream), if the backend says."""
         lines: list[str] = []
-        cursor = None
+        cursor, source = None, None
         while True:
             chunk = self.backend.read_log(self.arn, cursor)
             lines.extend(chunk.lines)
+            source = chunk.source or source
             if not chunk.lines or chunk.cursor == cursor:
-                return lines
+                return lines, source
             cursor = chunk.cursor
 
     def logs(self, wait: bool = False, poll_interval_seconds: float = 1.0) -> str:
@@ -207,8 +210,8 @@ class HybridJob:
 
     def failure(self) -> JobFailedError:
         """The error describing why this job did not complete."""
-        meta = self.metadata(use_cached_value=True)
-        return JobFailedError(self.arn, meta["status"], meta.get("failureReason"), self.log_lines()[-LOG_TAIL_LINES:])
+        lines, source = self._whole_log()
+        return JobFailedError.of(self.metadata(use_cached_value=True), lines, source)
 
     def result(
         self, poll_timeout_seconds: float = 864000, poll_interval_seconds: float = 5.0, allow_pickle: bool = False,

@@ -130,5 +130,6 @@ def run_job_exclusively(
     get_run_logger().info("Waiting for a slot of concurrency limit %s", name)
     with concurrency(name, occupy=1, strict=True, timeout_seconds=slot_timeout_seconds):
         job = _create(spec, backend, wait_for_window, max_window_wait_seconds)
-        wait_for_job.fn(job, poll_interval_seconds=poll_interval_seconds)
+        # The ended job is returned, as `hybrid_job` returns it; its `result()` says how it failed.
+        wait_for_job.fn(job, poll_interval_seconds=poll_interval_seconds, raise_on_failure=False)
     return job

@@ -2,7 +2,8 @@
 
 A wait forwards the job's log and metrics to the run as it goes (`watcher.JobWatcher`), follows
 a replacement when the job's instance is lost, and cancels the job if the wait ends early and
-this flow run submitted it (`ownership`).
+this flow run submitted it (`ownership`). A job that ends FAILED or CANCELLED fails the wait's task
+run with its `JobFailedError`, unless the wait is told to return it (`raise_on_failure=False`).
 
 Example:
     ```python
@@ -47,6 +48,7 @@ def wait_for_job(
     cancel_on_exit: bool = True,
     resubmit_on_instance_failure: int = 1,
     max_log_lines: int | None = None,
+    raise_on_failure: bool = True,
 ) -> dict[str, Any]:
     """Waits for a job to end, showing its log, events, queue position and metrics as it runs.
 
@@ -68,11 +70,18 @@ def wait_for_job(
             past it are counted, not sent (their metrics are still read), and the wait ends with
             one line saying how many and where to read them (`HybridJob.logs()`, the log's file or
             CloudWatch stream).
+        raise_on_failure: Whether a job that ended FAILED or CANCELLED is an error of the wait (its
+            task run then ends Failed). A cancelled job is one too: it did not do the work the flow
+            waits for, whoever cancelled it. With False the wait logs that error at ERROR and
+            returns the job's metadata, for a flow that handles failed jobs itself.
 
     Returns:
         The final metadata of the job, or of the job that replaced it (its `jobArn`; a handle
-        follows it with `job.follow_replacement(meta)`, which `HybridJob.result()` does). A job
-        that fails is not an error here; `get_job_result` raises.
+        follows it with `job.follow_replacement(meta)`, which `HybridJob.result()` does).
+
+    Raises:
+        JobFailedError: the job ended FAILED or CANCELLED (unless `raise_on_failure=False`): one
+            line with its failure reason, where its traceback was raised and where its whole log is.
     """
     watcher = JobWatcher(job, expected_iterations, table_every_seconds, poll_interval_seconds, timeout_seconds,
                          resubmit_on_instance_failure=resubmit_on_instance_failure, max_log_lines=max_log_lines)
@@ -84,7 +93,7 @@ def wait_for_job(
             cancel_unless_resumable(job, error, watcher.logger)
         raise
     _forget(job)
-    return watcher.final
+    return watcher.ended(raise_on_failure)
 
 
 @task(name="wait-for-braket-job-async", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],
@@ -98,6 +107,7 @@ async def wait_for_job_async(
     cancel_on_exit: bool = True,
     resubmit_on_instance_failure: int = 1,
     max_log_lines: int | None = None,
+    raise_on_failure: bool = True,
 ) -> dict[str, Any]:
     """`wait_for_job` for async flows: polls in a worker thread, so many jobs wait side by side.
 
@@ -116,7 +126,7 @@ async def wait_for_job_async(
             await anyio.to_thread.run_sync(cancel_unless_resumable, job, error, watcher.logger)
         raise
     _forget(job)
-    return watcher.final
+    return watcher.ended(raise_on_failure)
 
 
 @task(name="get-braket-job-result", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30],

@@ -4,7 +4,11 @@
 chunk of a log backlog, so a timeout, a cancellation or SIGINT is acted on between chunks. Every
 log line feeds the metrics; the first `max_log_lines` go to the run logger, many to a record,
 and a wait that withheld lines ends with one line counting them and saying where to read them.
-The job's progress, metrics table (sampled past 1,000 rows) and summary are artifacts of the run.
+The job's progress (its description saying where the job stands, and at the end how it ended),
+metrics table (sampled past 1,000 rows) and summary are artifacts of the run. Artifacts show values
+for reading: timestamps in ISO-8601 UTC, floats to 10 significant digits, iteration numbers whole;
+`HybridJob.metrics()` has them as logged. A job that did not complete ends the wait with its
+`JobFailedError`, one line whatever the job printed (`ended`).
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import deque
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
+from prefect_braket.core.errors import LOG_TAIL_LINES, JobFailedError, job_ended
 from prefect_braket.core.metrics import MetricsParser, MetricType
 from prefect_braket.core.polling import Backoff
+from prefect_braket.core.spec import shown_hyperparameters
 from prefect_braket.core.states import TERMINAL_STATES
 from prefect_braket.orchestration.context import artifact_key
 from prefect_braket.orchestration.prefect_api import (
@@ -55,6 +63,28 @@ LOG_LINE_MAX_CHARS = 2_000  # a longer line is forwarded cut short, with a note;
 
 
 METRICS_TABLE_MAX_ROWS = 1_000
+
+
+SHOWN_HYPERPARAMETER_MAX_CHARS = 200  # of a value in the summary; Braket allows 2,500
+
+
+def shown_metric(name: str, value: Any) -> Any:
+    """A metric's value as an artifact shows it: a `timestamp` in ISO-8601 UTC to the second, an
+    `iteration_number` whole, another float to 10 significant digits (`0.30000000000000004` is 0.3)."""
+    if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
+        return value
+    if name == "timestamp":
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if name == "iteration_number" and value.is_integer():
+        return int(value)
+    return float(f"{value:.10g}")
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table's cell: one line, no column breaks, at most a screenful."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    cut = len(text) - SHOWN_HYPERPARAMETER_MAX_CHARS
+    return text if cut <= 0 else f"{text[:SHOWN_HYPERPARAMETER_MAX_CHARS]} … [{cut:,} more characters]"
 
 
 def max_log_lines_setting(max_log_lines: int | None = None) -> int:
@@ -113,6 +143,8 @@ class JobWatcher:
         self.final: dict[str, Any] | None = None
         self.logger = logger or get_run_logger()
         self.parser = MetricsParser()
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.failure: JobFailedError | None = None
         self.top_iteration: float | None = None
         self.meta: dict[str, Any] | None = None
         self.meta_read_at = 0.0
@@ -125,12 +157,14 @@ class JobWatcher:
         self.events_seen = 0
         self.last_status: str | None = None
         self.last_position: str | None = None
+        self.positions: list[str] = []  # the queue positions seen, each change once
         self.expected_iterations = expected_iterations
         self.table_every_seconds = table_every_seconds
         self.table_published_at = 0.0
         self.table_rows_published = 0
         self.progress_id: Any = None
         self.progress_value = -1.0
+        self.progress_description: str | None = None
         self.key = artifact_key(job.name)
 
     def step(self) -> float | None:
@@ -144,11 +178,14 @@ class JobWatcher:
                                     lost, meta.get("failureReason"), self.job.arn)
                 # The new job's log and events start afresh; its metrics continue the same table.
                 self.cursor, self.events_seen, self.last_status = None, 0, None
+                self.tail.clear()
                 self.backoff.reset()
                 return 0.0
             self._close_log()
             self.summarize(meta)
             self.final = meta
+            if meta["status"] != "COMPLETED":
+                self.failure = JobFailedError.of(meta, list(self.tail), self.log_source)
             return None
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self._close_log()
@@ -156,6 +193,24 @@ class JobWatcher:
         if self.backlog:
             return 0.0
         return self.backoff.next()
+
+    def ended(self, raise_on_failure: bool = True) -> dict[str, Any]:
+        """The metadata of the job the wait saw end. A job that did not complete raises its
+        `JobFailedError` (so the wait's task run ends Failed); with `raise_on_failure=False` the error
+        is logged instead, once, at ERROR, and its metadata returned.
+
+        Example:
+            ```python
+            while (delay := watcher.step()) is not None:
+                time.sleep(delay)
+            meta = watcher.ended()
+            ```
+        """
+        if self.failure is not None:
+            if raise_on_failure:
+                raise self.failure
+            self.logger.error("%s", self.failure)
+        return self.final
 
     def poll(self) -> dict[str, Any]:
         """Reads what is new, one bounded chunk of the log included; returns the job's metadata.
@@ -171,13 +226,14 @@ class JobWatcher:
         ended = self.meta["status"] in TERMINAL_STATES
         if not (ended and self.backlog):  # a job's end is logged after its last lines
             self._log_changes(self.meta)
-        self._publish(self.meta["status"], ended and not self.backlog)
+        self._publish(self.meta, ended and not self.backlog)
         return self.meta
 
     def _read_log(self) -> None:
         chunk = self.job.backend.read_log(self.job.arn, self.cursor)
         self.cursor, self.backlog = chunk.cursor, chunk.more
         self.log_source = chunk.source or self.log_source
+        self.tail.extend(chunk.lines)
         for line, stamp in zip(chunk.lines, itertools.chain(chunk.timestamps, itertools.repeat(None)), strict=False):
             row = self.parser.feed(line, stamp)
             if row is not None and "iteration_number" in row:
@@ -230,6 +286,7 @@ class JobWatcher:
         position = (meta.get("queueInfo") or {}).get("position")
         if meta["status"] == "QUEUED" and position not in (None, "None") and position != self.last_position:
             self.logger.info("Job %s is queued at position %s", meta["jobName"], position)
+            self.positions.append(position)
         self.last_position = position
         if meta["status"] != self.last_status:
             self.logger.info("Job %s is %s", meta["jobName"], meta["status"])
@@ -242,17 +299,23 @@ class JobWatcher:
             return min(99.0, 100.0 * (self.top_iteration + 1) / self.expected_iterations)
         return 0.0
 
-    def _publish(self, status: str, finished: bool) -> None:
+    def _progress_description(self, meta: dict[str, Any]) -> str:
+        """Where the job stands (its queue position while queued), or how it ended, with its reason."""
+        if meta["status"] in TERMINAL_STATES:
+            return job_ended(meta)
+        position = self.positions[-1] if meta["status"] == "QUEUED" and self.positions else None
+        return f"Job {meta['jobName']} is {meta['status']}" + (f" at queue position {position}" if position else "")
+
+    def _publish(self, meta: dict[str, Any], finished: bool) -> None:
         if not self.publish_artifacts:
             return
-        progress = self._progress(status)
+        # A job that failed keeps the percent it reached: only a completed job is at 100%.
+        progress, description = self._progress(meta["status"]), self._progress_description(meta)
         if self.progress_id is None:
-            self.progress_id = publish_progress(progress, f"{self.key}-progress",
-                                                f"Progress of hybrid job {self.job.name}")
-            self.progress_value = progress
-        elif progress != self.progress_value:
-            update_progress(self.progress_id, progress)
-            self.progress_value = progress
+            self.progress_id = publish_progress(progress, f"{self.key}-progress", description)
+        elif (progress, description) != (self.progress_value, self.progress_description):
+            update_progress(self.progress_id, progress, description)
+        self.progress_value, self.progress_description = progress, description
         rows = len(self.parser.rows)
         due = time.monotonic() - self.table_published_at >= self.table_every_seconds
         if rows and rows != self.table_rows_published and (due or finished):
@@ -268,7 +331,7 @@ class JobWatcher:
     def _table_artifact(self) -> tuple[dict[str, list], str]:
         """The metrics table to publish and its description: a long run's table is sampled evenly
         (100,000 metric lines made a 5.2 MB artifact), keeping its first and last rows."""
-        table = self.metrics_table()
+        table = {name: [shown_metric(name, value) for value in values] for name, values in self.metrics_table().items()}
         description = f"`log_metric` values of hybrid job {self.job.name} ({self.job.arn})"
         count = max((len(values) for values in table.values()), default=0)
         if count <= METRICS_TABLE_MAX_ROWS:
@@ -285,7 +348,8 @@ class JobWatcher:
         started, ended = meta.get("startedAt"), meta.get("endedAt")
         duration = f"{(ended - started).total_seconds():.1f} s" if started and ended else "n/a"
         table = self.metrics_table()
-        last = {name: values[-1] for name, values in table.items() if values and name not in ("timestamp",)}
+        last = {name: shown_metric(name, values[-1]) for name, values in table.items()
+                if values and name not in ("timestamp",)}
         lines = [
             f"# Hybrid job `{meta['jobName']}`",
             "",
@@ -295,6 +359,7 @@ class JobWatcher:
             f"| device | `{meta['deviceConfig']['device']}` |",
             f"| status | **{meta['status']}** |",
             f"| run time | {duration} |",
+            f"| queue position | {self._queue_summary(meta)} |",
             f"| metric lines | {len(self.parser.rows)} |",
         ]
         if self.lines_withheld:
@@ -308,4 +373,15 @@ class JobWatcher:
         if meta.get("failureReason"):
             lines.append(f"| failure reason | {meta['failureReason']} |")
         lines += [f"| last {name} | {value} |" for name, value in last.items()]
+        hyperparameters = shown_hyperparameters(meta.get("hyperParameters") or {})
+        if hyperparameters:
+            lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+            lines += [f"| `{_cell(name)}` | {_cell(value)} |" for name, value in sorted(hyperparameters.items())]
         publish_markdown("\n".join(lines), f"{self.key}-summary", f"Hybrid job {meta['jobName']}")
+
+    def _queue_summary(self, meta: dict[str, Any]) -> str:
+        """The queue positions the wait saw (`3 → 2 → 1`) and how long the job queued before it started."""
+        created, started = meta.get("createdAt"), meta.get("startedAt")
+        waited = f"queued {(started - created).total_seconds():.1f} s" if created and started else "never started"
+        seen = " → ".join(self.positions) if self.positions else "none reported"
+        return f"{seen} ({waited})"

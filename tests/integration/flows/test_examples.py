@@ -51,6 +51,8 @@ def test_sweep_runs_its_jobs_at_once_and_compares_them():
     best = min(result["rows"], key=lambda row: row["energy"])
     assert (result["best_learning_rate"], result["best_energy"]) == (best["learning_rate"], best["energy"])
     assert result["best_energy"] >= result["exact_energy"] - 1e-9  # variational: never below the ground state
+    run = str(state.state_details.flow_run_id).replace("-", "")[:8]
+    assert [row["job"] for row in result["rows"]] == [f"vqe-lr-0p2-{run}", f"vqe-lr-0p4-{run}"]  # a job says its rate
     artifacts = latest_artifacts(state.state_details.flow_run_id)
     assert "vqe-sweep-comparison" in artifacts
 

@@ -5,11 +5,9 @@ import json
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from helpers.aws import GET_JOB_PARAMS, JOB_ARN, get_job_answer, own_account, recent_ms
-from helpers.runs import latest_artifacts
+from helpers.runs import flow_run_log_records, latest_artifacts
 from helpers.waiting import wait_for
 from prefect_braket import hybrid_job, wait_for_job
 from prefect_braket.backends.base import LOG_CHUNK_BYTES
@@ -44,22 +42,8 @@ def holds_qpu(seconds: float = 1.0):
 
 
 def flow_run_logs(flow_run_id) -> list[str]:
-    """Every log message of a flow run (its task runs' included), oldest first, once the run's own
-    last record has reached the API (records are sent in order, a batch every 2 s)."""
-
-    def read():
-        logs = []
-        with get_client(sync_client=True) as client:
-            while True:
-                page = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                                        limit=200, offset=len(logs))
-                logs += page
-                if len(page) < 200:
-                    break
-        ended = any(log.task_run_id is None and log.message.startswith("Finished in state") for log in logs)
-        return [log.message for log in logs] if ended else None
-
-    return wait_for(read, timeout=30, interval=0.5)
+    """Every log message of a flow run (its task runs' included), oldest first."""
+    return [log.message for log in flow_run_log_records(flow_run_id)]
 
 
 def job_records(messages: list[str], job_name: str) -> list[list[str]]:

@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import logging
+import re
 import time
 
 import pytest
@@ -12,16 +14,18 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from helpers import examples
 from helpers.faults import LosesFirstCreate
 from helpers.paths import REPO
-from helpers.runs import latest_artifacts
+from helpers.runs import all_artifacts, flow_run_log_records, latest_artifacts
 from helpers.waiting import job_count, pid_alive, wait_for
 from prefect_braket import (
     BraketHybridJob,
     HybridJob,
     LocalEngine,
     hybrid_job,
+    wait_for_job,
     wait_for_job_async,
 )
-from prefect_braket.jobs import save_job_checkpoint
+from prefect_braket.core.spec import HIDDEN_HYPERPARAMETER
+from prefect_braket.jobs import log_metric, save_job_checkpoint
 from prefect_braket.orchestration.context import artifact_key
 
 train = hybrid_job(device="local:braket/braket_sv")(examples.train)
@@ -138,6 +142,90 @@ def test_async_waits_run_side_by_side(engine):
     for job in jobs:
         assert artifacts[f"{artifact_key(job.name)}-progress"].data == 100.0
         assert "COMPLETED" in artifacts[f"{artifact_key(job.name)}-summary"].data
+
+
+SECRET = "sk-never-in-an-artifact"
+
+
+@hybrid_job(device="local:braket/braket_sv")
+def diverges(num_iterations: int = 5, learning_rate: float = 0.1, api_key: str = SECRET):
+    def step(i):
+        if i == 2:
+            raise ValueError("the optimizer diverged")
+
+    for i in range(num_iterations):
+        log_metric(metric_name="loss", value=learning_rate + 0.2 * i, iteration_number=i)  # 0.1 + 0.2 is not 0.3
+        step(i)
+
+
+def test_a_failed_job_fails_its_wait_with_one_error_and_its_artifacts_say_how_it_ended(engine):
+    submitted = []
+
+    @flow
+    def experiment():
+        submitted.append(diverges())
+        return submitted[0].result(poll_interval_seconds=0.2)
+
+    state = experiment(return_state=True)
+    assert state.is_failed()
+    job, flow_run_id = submitted[0], state.state_details.flow_run_id
+    reason = "AlgorithmError: ValueError: the optimizer diverged"
+    ended = re.escape(f"Job {job.name} FAILED after ") + r"\d+\.\d s: " + re.escape(reason)
+    where = f'HybridJob.attach("{job.arn}").logs(), or {engine.job_directory(job.arn) / "log.txt"}'
+    waits = [r for r in _task_runs(flow_run_id, 2) if r.name.startswith("wait-for-braket-job")]
+    assert len(waits) == 1 and waits[0].state.is_failed()  # red where the job failed, not after it
+    frame = r' \(raised at File "<dynamic-code>", line \d+, in step\)\. Its whole log: '
+    assert re.search(ended + frame, waits[0].state.message)
+    assert where in waits[0].state.message
+
+    records = flow_run_log_records(flow_run_id)
+    # The job's traceback is shown once, forwarded from its log; no error of ours or Prefect's repeats it.
+    assert [r.message.startswith(f"[{job.name}] ") for r in records if ", in diverges" in r.message] == [True]
+    assert not any("\\n" in r.message for r in records)  # no message escaped onto one line
+    wait_errors = [r for r in records if r.task_run_id == waits[0].id and r.level >= logging.ERROR]
+    assert len(wait_errors) == 1 and re.search(ended, wait_errors[0].message) and where in wait_errors[0].message
+
+    artifacts = latest_artifacts(flow_run_id)
+    key = artifact_key(job.name)
+    progress = artifacts[f"{key}-progress"]
+    assert progress.data == 60.0  # iterations 0-2 of 5: where it got to, not 100%
+    assert re.fullmatch(ended, progress.description)
+    table = json.loads(artifacts[f"{key}-metrics"].data)
+    assert table["loss"] == [0.1, 0.3, 0.5]
+    assert table["iteration_number"] == [0, 1, 2] and all(type(i) is int for i in table["iteration_number"])
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in table["timestamp"])
+    summary = artifacts[f"{key}-summary"].data
+    assert "| last iteration_number | 2 |" in summary and "| last loss | 0.5 |" in summary
+    assert re.search(r"\| queue position \| none reported \(queued \d+\.\d s\) \|", summary)
+    assert "| `learning_rate` | 0.1 |" in summary and "| `num_iterations` | 5 |" in summary
+    assert f"| `api_key` | {HIDDEN_HYPERPARAMETER} |" in summary
+    assert not any(SECRET in f"{a.data} {a.description}" for a in all_artifacts(flow_run_id))
+    assert not any(SECRET in r.message for r in records)
+
+
+@hybrid_job(device="local:braket/braket_sv")
+def naps(seconds: float = 60.0):
+    time.sleep(seconds)
+
+
+def test_a_cancelled_job_fails_a_wait_unless_the_wait_tolerates_it(engine):
+    @flow
+    def experiment():
+        job = naps()
+        wait_for(lambda: job.state() == "RUNNING", timeout=30)
+        job.cancel()
+        tolerated = wait_for_job.with_options(task_run_name="tolerant")(
+            job, poll_interval_seconds=0.2, raise_on_failure=False)
+        assert tolerated["status"] == "CANCELLED"
+        wait_for_job.with_options(task_run_name="strict")(job, poll_interval_seconds=0.2)
+
+    state = experiment(return_state=True)
+    assert state.is_failed() and "JobFailedError" in state.message and " CANCELLED after " in state.message
+    runs = {r.name: r for r in _task_runs(state.state_details.flow_run_id, 3)}
+    assert runs["tolerant"].state.is_completed() and runs["strict"].state.is_failed()
+    records = flow_run_log_records(state.state_details.flow_run_id)
+    tolerant = [r.message for r in records if r.task_run_id == runs["tolerant"].id and r.level >= logging.ERROR]
+    assert len(tolerant) == 1 and re.match(r"Job naps-\S+ CANCELLED after \d+\.\d s\. Its whole log", tolerant[0])
 
 
 def test_job_block_is_saved_loaded_and_triggered(engine, tmp_path):

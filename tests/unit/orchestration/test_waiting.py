@@ -57,6 +57,9 @@ def test_an_async_wait_leaves_the_event_loop_free_while_it_polls_and_pauses(monk
                 return pause
             return None
 
+        def ended(self, raise_on_failure):
+            return self.final
+
     monkeypatch.setattr(waiting, "JobWatcher", Watcher)
     monkeypatch.setattr(waiting, "_forget", lambda job: None)
 

@@ -1,11 +1,17 @@
 """What a wait forwards of a job, step by step, with a scripted job and a recording logger in place
 of a backend and Prefect's run logger: log lines (many to a record, capped, cut short), events,
-queue positions and status changes, each once and in order. tests/integration/orchestration/
+queue positions and status changes, each once and in order; how a job that did not complete ends
+the wait; what the artifacts show of metric values. tests/integration/orchestration/
 test_log_forwarding.py reads the same from a real flow run's logs."""
+
+import pickle
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from prefect_braket.backends.base import LogChunk
+from prefect_braket.core.errors import JobFailedError
+from prefect_braket.core.spec import HIDDEN_HYPERPARAMETER, shown_hyperparameters
 from prefect_braket.orchestration import watcher as watching
 from prefect_braket.orchestration.watcher import (
     LOG_LINE_MAX_CHARS,
@@ -13,6 +19,7 @@ from prefect_braket.orchestration.watcher import (
     LOG_RECORD_MAX_LINES,
     JobWatcher,
     max_log_lines_setting,
+    shown_metric,
 )
 
 
@@ -21,11 +28,16 @@ class Logger:
 
     def __init__(self):
         self.messages: list[str] = []
+        self.errors: list[str] = []
 
     def info(self, message, *args):
         self.messages.append(message % args)
 
-    warning = error = info
+    warning = info
+
+    def error(self, message, *args):
+        self.errors.append(message % args)
+        self.info(message, *args)
 
 
 class ScriptedJob:
@@ -57,8 +69,8 @@ def meta(status, events=(), position=None):
             "events": [{"eventType": e} for e in events], "queueInfo": {"position": position}}
 
 
-def wait(job, max_log_lines=None, steps=50):
-    logger = Logger()
+def wait(job, max_log_lines=None, steps=50, logger=None):
+    logger = logger or Logger()
     # A long poll interval: while a backlog is read the job is not polled again (so each test knows
     # which answer each poll gets); the steps do not pause, whatever the interval.
     watcher = JobWatcher(job, None, 10.0, 60.0, None, logger=logger, max_log_lines=max_log_lines)
@@ -202,3 +214,82 @@ def test_max_log_lines_setting(monkeypatch):
     with pytest.raises(ValueError, match=r"'lots' is not a whole number.*default \(10000\)"):
         max_log_lines_setting()
 
+
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TRACEBACK = ["Traceback (most recent call last):", '  File "/opt/container.py", line 109, in <module>',
+             "    run()", '  File "<dynamic-code>", line 15, in train', "    raise ValueError('boom')",
+             "ValueError: boom"]
+
+
+def ended(status, reason=None):
+    answer = meta(status, [status])
+    answer.update(createdAt=START, startedAt=START + timedelta(seconds=1), endedAt=START + timedelta(seconds=3.5))
+    return answer if reason is None else {**answer, "failureReason": reason}
+
+
+def test_a_failed_job_ends_the_wait_with_one_line_naming_its_reason_its_frame_and_its_log():
+    failed = ended("FAILED", "AlgorithmError: ValueError: boom\nmore of the reason")
+    job = ScriptedJob([failed], [LogChunk(["working", *TRACEBACK], source="/jobs/job-1/log.txt")])
+    watcher, _ = wait(job)
+    with pytest.raises(JobFailedError) as caught:
+        watcher.ended()
+    message = str(caught.value)
+    assert message == ('Job job-1 FAILED after 2.5 s: AlgorithmError: ValueError: boom (raised at '
+                       'File "<dynamic-code>", line 15, in train). Its whole log: '
+                       'HybridJob.attach("local:job/job-1").logs(), or /jobs/job-1/log.txt.')
+    # The job's traceback is in its log, forwarded already: the error carries it as data, not as text.
+    assert caught.value.log_tail == ["working", *TRACEBACK]
+    assert caught.value.failure_reason == failed["failureReason"] and caught.value.status == "FAILED"
+    # Prefect keeps a failed task run's exception pickled, to raise it wherever the run's result is read.
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is JobFailedError and str(copy) == message and copy.log_tail == caught.value.log_tail
+
+
+def test_a_cancelled_job_fails_the_wait_too_and_a_completed_one_does_not():
+    watcher, _ = wait(ScriptedJob([ended("CANCELLED")], []))
+    with pytest.raises(JobFailedError, match=r"^Job job-1 CANCELLED after 2.5 s\. Its whole log"):
+        watcher.ended()
+    watcher, _ = wait(ScriptedJob([ended("COMPLETED")], []))
+    assert watcher.ended()["status"] == "COMPLETED"
+
+
+def test_a_wait_told_to_tolerate_failure_logs_the_error_once_and_returns_the_metadata():
+    logger = Logger()
+    watcher, _ = wait(ScriptedJob([ended("FAILED", "AlgorithmError: ValueError: boom")], [LogChunk(TRACEBACK)]),
+                      logger=logger)
+    assert logger.errors == []  # nothing at ERROR until the wait knows whether to raise
+    assert watcher.ended(raise_on_failure=False)["status"] == "FAILED"
+    assert len(logger.errors) == 1 and logger.errors[0].startswith("Job job-1 FAILED after 2.5 s: AlgorithmError")
+    assert "\n" not in logger.errors[0]
+
+
+def test_the_error_keeps_only_the_end_of_a_long_log():
+    lines = [f"line {i}" for i in range(100)]
+    watcher, _ = wait(ScriptedJob([ended("FAILED", "AlgorithmError: x")], [LogChunk(lines)]))
+    with pytest.raises(JobFailedError) as caught:
+        watcher.ended()
+    assert caught.value.log_tail == lines[-20:]
+    assert "raised at" not in str(caught.value)  # no traceback, no frame named
+
+
+def test_artifacts_show_metric_values_rounded_and_timestamps_in_iso_utc():
+    assert shown_metric("timestamp", 1796114373.0419579) == "2026-12-01T08:39:33Z"
+    assert shown_metric("loss", 0.30000000000000004) == 0.3
+    assert shown_metric("loss", 1.234e-12) == 1.234e-12  # small values keep their digits
+    assert shown_metric("energy", -1.13728383448851) == -1.137283834
+    assert shown_metric("iteration_number", 4.0) == 4 and type(shown_metric("iteration_number", 4.0)) is int
+    assert shown_metric("iteration_number", 4.5) == 4.5
+    assert shown_metric("loss", None) is None and shown_metric("node_id", "algo-1") == "algo-1"
+
+
+def test_hyperparameters_that_may_be_credentials_are_hidden():
+    shown = shown_hyperparameters({
+        "learning_rate": "0.05", "api_key": "sk-123", "DB_PASSWORD": "hunter2", "auth": "Bearer x",
+        "config": "{'token': 'abc'}", "note": "AKIAIOSFODNN7EXAMPLE",
+        "other": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "device": "BraketDevice{device_arn='arn:aws:braket:::device/quantum-simulator/amazon/sv1', "
+                  "aws_credentials=AwsCredentials{profile_name=None, keys hidden}}",
+    })
+    assert shown.pop("learning_rate") == "0.05" and shown.pop("device").startswith("BraketDevice{")
+    assert shown == dict.fromkeys(["api_key", "DB_PASSWORD", "auth", "config", "note", "other"], HIDDEN_HYPERPARAMETER)
