@@ -66,7 +66,6 @@ _EXPORTS = {
     "GradientDescent": ".optimizers",
     "SPSA": ".optimizers",
     "ScipyMinimize": ".optimizers",
-    "evaluate_iteration": ".flow",
     "run_variational": ".flow",
     "run_variational_in_job": ".in_job",
     "MaxCut": ".qaoa",

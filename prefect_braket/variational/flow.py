@@ -1,16 +1,26 @@
-"""`run_variational`: the loop inside a Prefect flow, each iteration a cached, retried task run.
+"""`run_variational`: the loop inside a Prefect flow, in cached, retried task runs of about two seconds.
 
-The task's cache key is the experiment id, the iteration, its points, the shots, the device and
-the cost's identity, so a retried or re-run flow gets finished iterations back without evaluating
-(or paying for) them again, even when their checkpoint was never written. `publishing.Reporter`
-shows the iterations; the checkpoint lets a new run with the same experiment id resume.
+A task run per iteration costs 20-40 ms (Prefect's bookkeeping, a result file, events) against an
+iteration of tens of milliseconds on a simulator; one per hour-long group would hide a QPU's
+progress and redo a lot on a retry. So each `variational-iterations` task run runs iterations
+until `group_seconds` have passed (at least one): dozens of simulator iterations, a single QPU
+iteration. What holds inside a group:
+- every iteration is checkpointed (the latest state, written from a thread of its own as fast as
+  the store takes it) and in the table at the end;
+- a retried task run goes on from the iteration that failed, in the same state, and a new run of
+  the experiment from its checkpoint: neither evaluates a finished iteration again;
+- a group's result is cached on where it started (the experiment, the iteration, its parameters)
+  and what it computes (shots, device, cost, optimiser, limits), so a re-run that lost the
+  checkpoint gets every finished group back without evaluating (or paying for) it again; the
+  groups' ends are in their results, so the re-run asks for the same groups whatever its speed.
+`publishing.Reporter` shows the iterations.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Any, Iterator, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 from prefect import task
@@ -32,9 +42,14 @@ from prefect_braket.variational.checkpoints import (
     load_checkpoint,
 )
 from prefect_braket.variational.costs import Cost, as_cost
-from prefect_braket.variational.loop import Evaluate, LoopState, final_energy, optimize
-from prefect_braket.variational.optimizers import as_optimizer
+from prefect_braket.variational.loop import LoopState, Record, final_energy, optimize
+from prefect_braket.variational.optimizers import Optimizer, as_optimizer
 from prefect_braket.variational.publishing import Reporter
+
+# A task run costs ~20-40 ms on 2 cores (Prefect's ~10 ms, a result file, its events): 1-2% of two
+# seconds, against 5-8% of half a second (bench/vqe_flow.py at 4,000 shots), and the UI still
+# shows the loop move every few seconds.
+GROUP_SECONDS = 2.0
 
 
 def run_variational(
@@ -49,6 +64,7 @@ def run_variational(
     shots: int = 0,
     checkpoint_location: str | None = None,
     reference_energy: float | None = None,
+    group_seconds: float = GROUP_SECONDS,
 ) -> dict[str, Any]:
     """Minimises `cost` inside the current flow; resumes from the experiment's checkpoint.
 
@@ -64,12 +80,17 @@ def run_variational(
         shots: Shots per circuit; 0 for exact values on simulators.
         checkpoint_location: A directory or `s3://` prefix; default `$PREFECT_BRAKET_HOME/experiments`.
         reference_energy: Drawn in the convergence plot (an exact energy, say).
+        group_seconds: Iterations go on in one task run until this much time has passed (see the
+            module's docstring); 0 makes every iteration a task run of its own.
 
     Returns:
         `energy` (at the last iteration's point; SciPy: the best evaluation), `parameters` (after
         the last update: where a further run would start), `iterations` (in all runs),
-        `evaluated_iterations` (in this run), `converged`, `experiment_id`.
+        `evaluated_iterations` (in this run), `task_runs` (the groups of iterations of this run),
+        `converged`, `experiment_id`.
     """
+    if isinstance(group_seconds, bool) or not isinstance(group_seconds, (int, float)) or not group_seconds >= 0:
+        raise ValueError(f"group_seconds must be a number of seconds, 0 or more; got {group_seconds!r}.")
     if artifact_key(experiment_id) != experiment_id:
         raise ValueError(f"experiment_id {experiment_id!r} must be lowercase letters, digits and hyphens "
                          f"(try {artifact_key(experiment_id)!r}).")
@@ -81,17 +102,25 @@ def run_variational(
         device.warm_up()  # before the loop's clock: the first iteration's time is then the iteration's own
     # The publisher's thread starts inside the shared client's context, and so uses that client too.
     with (shared_sync_client(),
-          Reporter(experiment_id, location, logger, max_iterations, state.next_iteration) as reporter,
-          _counting_evaluations() as evaluated):
-        optimize(state, chosen, max_iterations, tolerance, _run_iterations_as_tasks(cost, device, shots, experiment_id),
-                 reporter.record)
-        reporter.finish(state, chosen, len(evaluated), reference_energy, device, shots)
+          Reporter(experiment_id, location, logger, max_iterations, state.next_iteration) as reporter):
+        loop = _Loop(cost, device, shots, chosen, max_iterations, tolerance, group_seconds, reporter.record)
+        ended, task_runs = False, 0
+        while not ended:
+            first, task_runs = state.next_iteration, task_runs + 1
+            group = run_iterations(quote(loop), quote(state), experiment_id, first, state.parameters.tolist(),
+                                   state.initial)
+            if state.next_iteration == first and group["history"]:  # from the cache: nothing ran here
+                state.advance(group)
+                reporter.record(state, state.history[-1])
+            ended = group["ended"]
+        reporter.finish(state, chosen, len(loop.evaluated), reference_energy, device, shots)
     return {
         "experiment_id": experiment_id,
         "energy": final_energy(state, chosen),
         "parameters": [float(p) for p in state.parameters],
         "iterations": len(state.history),
-        "evaluated_iterations": len(evaluated),
+        "evaluated_iterations": len(loop.evaluated),
+        "task_runs": task_runs,
         "converged": state.converged,
     }
 
@@ -107,49 +136,51 @@ def _resume(location: str, experiment_id: str, initial_parameters: Sequence[floa
     return state
 
 
-def _run_iterations_as_tasks(cost: Cost, device: Any, shots: int, experiment_id: str) -> Evaluate:
-    """The loop's `evaluate`: each iteration one `evaluate_iteration` task run."""
-    def evaluate(iteration: int, points: list[np.ndarray]) -> list[float]:
-        # Quoted, the cost and the device reach the task as they are: Prefect does not walk their fields
-        # for upstream results on every call.
-        return evaluate_iteration(quote(cost), quote(device), [p.tolist() for p in points], shots, experiment_id,
-                                  iteration)
+@dataclass
+class _Loop:
+    """What every group of an experiment's run shares: reaches the task runs as it is (quoted)."""
 
-    return evaluate
+    cost: Cost
+    device: Any
+    shots: int
+    optimizer: Optimizer
+    max_iterations: int
+    tolerance: float
+    group_seconds: float
+    record: Record
+    evaluated: set[int] = field(default_factory=set)  # the iterations this run evaluated, not cached
 
+    def run(self, state: LoopState) -> bool:
+        """Iterations for `group_seconds` (at least one); True when the loop has ended."""
+        deadline = time.perf_counter() + self.group_seconds
+        return optimize(state, self.optimizer, self.max_iterations, self.tolerance, self._evaluate, self.record,
+                        pause=lambda: time.perf_counter() >= deadline)
 
-# The iterations `run_variational` had evaluated rather than answered from the cache. Counted by the task
-# itself: telling from the returned state would need the state's result, a trip through Prefect's event loop
-# thread per iteration.
-_evaluated_iterations: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar(
-    "prefect_braket_evaluated_iterations", default=None)
-
-
-@contextlib.contextmanager
-def _counting_evaluations() -> Iterator[set[int]]:
-    """The iterations the task runs inside evaluate (rather than answer from the cache)."""
-    evaluated: set[int] = set()
-    token = _evaluated_iterations.set(evaluated)
-    try:
-        yield evaluated
-    finally:
-        _evaluated_iterations.reset(token)
+    def _evaluate(self, iteration: int, points: list[np.ndarray]) -> list[float]:
+        values = self.cost.evaluate(self.device, [p.tolist() for p in points], self.shots,
+                                    client_token=client_token())
+        self.evaluated.add(iteration)
+        return values
 
 
-def _iteration_key(context: Any, parameters: dict[str, Any]) -> str:
-    """What an iteration's result depends on; points rounded, so that float noise does not miss the cache."""
-    device = parameters["device"]
-    points = [[round(float(v), 12) for v in point] for point in parameters["points"]]
-    return hash_objects(parameters["experiment_id"], parameters["iteration"], points, parameters["shots"],
-                        device.device_arn, parameters["cost"].identity(), raise_on_failure=True)
+def _group_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Where a group starts and what it computes; parameters rounded, so that float noise does not miss the cache."""
+    loop = parameters["loop"]
+    start = [round(float(v), 12) for v in parameters["parameters"]]
+    return hash_objects(parameters["experiment_id"], parameters["first_iteration"], start, parameters["initial"],
+                        loop.shots, loop.device.device_arn, loop.cost.identity(), repr(loop.optimizer),
+                        loop.max_iterations, loop.tolerance, raise_on_failure=True)
 
 
-@task(name="variational-iteration", task_run_name="{experiment_id}-iteration-{iteration}", cache_key_fn=_iteration_key,
-      persist_result=True, retries=3, retry_delay_seconds=exponential_backoff(2), retry_jitter_factor=0.5,
-      retry_condition_fn=retry_if_transient)
-def evaluate_iteration(cost: Any, device: Any, points: list[list[float]], shots: int, experiment_id: str,
-                       iteration: int) -> list[float]:
-    """Evaluates one iteration's points (its circuits in one batch); cached per experiment and iteration."""
-    if (evaluated := _evaluated_iterations.get()) is not None:
-        evaluated.add(iteration)
-    return cost.evaluate(device, points, shots, client_token=client_token())
+@task(name="variational-iterations", task_run_name="{experiment_id}-iterations-from-{first_iteration}",
+      cache_key_fn=_group_key, persist_result=True, retries=3, retry_delay_seconds=exponential_backoff(2),
+      retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient)
+def run_iterations(loop: _Loop, state: LoopState, experiment_id: str, first_iteration: int,
+                   parameters: list[float], initial: list[float] | None) -> dict[str, Any]:
+    """Runs the experiment's iterations from `first_iteration` (at `parameters`; for SciPy, from the
+    run that started at `initial`) for about the loop's `group_seconds`, advancing `state` in place
+    (a retry goes on where the last attempt stopped); returns what they did, for a cache hit to
+    apply, and whether the loop has ended. The arguments after `state` are its values at the
+    start, for the cache key: `state` changes as the group runs."""
+    ended = loop.run(state)
+    return {**state.since(first_iteration), "ended": ended}

@@ -2,9 +2,9 @@
 
 `optimize` advances a `LoopState` (parameters, the history of iterations, whether it converged)
 and leaves the rest to two callbacks: `evaluate(iteration, points)` computes the cost at an
-iteration's points (a cached task run in a flow, a plain call in a job) and `record(state, step)`
-follows each finished iteration (checkpoints, artifacts, metrics). A state restored from a
-checkpoint resumes where it stopped.
+iteration's points and `record(state, step)` follows each finished iteration (checkpoints,
+artifacts, metrics). A state restored from a checkpoint resumes where it stopped, and so does a
+call stopped by its `pause` (a flow runs the loop in task runs of about two seconds each).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prefect_braket.variational.optimizers import Optimizer, ScipyMinimize
 
 Evaluate = Callable[[int, list[np.ndarray]], list[float]]
 Record = Callable[["LoopState", "Iteration"], None]
+Pause = Callable[[], bool]
 
 
 @dataclass
@@ -33,8 +34,10 @@ class Iteration:
     seconds: float
 
     def row(self) -> dict[str, Any]:
-        """The iteration as a row of the table artifact."""
-        return {"iteration": self.iteration, "energy": self.energy, "gradient_norm": self.gradient_norm,
+        """The iteration as a row of the table artifact, its floats to 10 significant digits (the
+        checkpoint keeps them whole)."""
+        return {"iteration": self.iteration, "energy": float(f"{self.energy:.10g}"),
+                "gradient_norm": float(f"{self.gradient_norm:.10g}"),
                 "parameters": json.dumps([round(p, 6) for p in self.parameters]), "seconds": round(self.seconds, 3)}
 
 
@@ -63,14 +66,30 @@ class LoopState:
     def best_energy(self) -> float | None:
         return min(h.energy for h in self.history) if self.history else None
 
+    def since(self, iteration: int) -> dict[str, Any]:
+        """What the loop did from `iteration` on, for `advance` to apply to a state that stood there."""
+        return {"history": [vars(h) for h in self.history[iteration:]], "parameters": self.parameters.tolist(),
+                "converged": self.converged, "initial": self.initial}
+
+    def advance(self, since: dict[str, Any]) -> None:
+        """Applies what `since` returned for the iteration this state stands at."""
+        self.history.extend(Iteration(**h) for h in since["history"])
+        self.parameters = np.asarray(since["parameters"], dtype=float)
+        self.converged, self.initial = since["converged"], since["initial"]
+
 
 def optimize(
     state: LoopState, optimizer: Optimizer, max_iterations: int, tolerance: float, evaluate: Evaluate, record: Record,
-) -> LoopState:
-    """Runs iterations until `max_iterations` or an energy change below `tolerance`; returns `state`."""
+    pause: Pause | None = None,
+) -> bool:
+    """Runs iterations until `max_iterations` or an energy change below `tolerance` and returns True;
+    returns False where `pause()`, asked after each iteration but the call's last, said to stop first."""
     if isinstance(optimizer, ScipyMinimize):
-        return _optimize_with_scipy(state, optimizer, max_iterations, tolerance, evaluate, record)
+        return _optimize_with_scipy(state, optimizer, max_iterations, tolerance, evaluate, record, pause)
+    first = state.next_iteration
     while not state.converged and state.next_iteration < max_iterations:
+        if pause is not None and state.next_iteration > first and pause():
+            return False
         iteration = state.next_iteration
         started = time.perf_counter()
         points = optimizer.points(state.parameters, iteration)
@@ -83,7 +102,7 @@ def optimize(
         state.parameters = parameters
         state.converged = previous is not None and abs(previous - step.energy) < tolerance
         record(state, step)
-    return state
+    return True
 
 
 def final_energy(state: LoopState, optimizer: Optimizer) -> float | None:
@@ -97,19 +116,24 @@ class _IterationLimit(Exception):
     """Raised from the objective to stop SciPy at `max_iterations` evaluations, whatever the method."""
 
 
+class _Paused(Exception):
+    """Raised from the objective to stop SciPy where `pause()` says; the next call replays up to there."""
+
+
 def _optimize_with_scipy(
     state: LoopState, optimizer: ScipyMinimize, max_iterations: int, tolerance: float, evaluate: Evaluate,
-    record: Record,
-) -> LoopState:
-    """SciPy's loop, each evaluation an iteration. SciPy cannot start midway, so a resumed run starts
-    over from the first run's start and replays the checkpointed evaluations: SciPy asks for the same
-    points again, and gets the recorded energies without evaluating them."""
+    record: Record, pause: Pause | None,
+) -> bool:
+    """SciPy's loop, each evaluation an iteration. SciPy cannot start midway, so a resumed run (or a
+    paused call's next) starts over from the first run's start and replays the recorded evaluations:
+    SciPy asks for the same points again, and gets their energies without evaluating them."""
     # scipy is optional: only this optimiser needs it.
     from scipy.optimize import minimize
 
     replay = list(state.history)
     start = np.asarray(state.initial if state.initial is not None else state.parameters, dtype=float)
     state.initial, state.history = start.tolist(), []
+    first = len(replay)
 
     def objective(x: np.ndarray) -> float:
         index = len(state.history)
@@ -118,6 +142,8 @@ def _optimize_with_scipy(
         if index < len(replay) and np.allclose(replay[index].parameters, x, rtol=0, atol=1e-12):
             state.history.append(replay[index])  # finished before: not evaluated again
             return replay[index].energy
+        if pause is not None and index > first and pause():
+            raise _Paused
         started = time.perf_counter()
         value = float(evaluate(index, [np.asarray(x, dtype=float)])[0])
         step = Iteration(index, value, float("nan"), [float(v) for v in x], time.perf_counter() - started)
@@ -132,4 +158,6 @@ def _optimize_with_scipy(
         state.converged = bool(outcome.success)
     except _IterationLimit:
         state.converged = False
-    return state
+    except _Paused:
+        return False
+    return True

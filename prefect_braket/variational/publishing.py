@@ -1,6 +1,8 @@
 """What a flow run publishes while it iterates, and the thread it goes out on.
 
-`Reporter` decides what goes out and when: a checkpoint every iteration; a progress update (its
+`Reporter` decides what goes out and when: every iteration's state as the checkpoint (written as
+fast as the store takes it: states that come while a write is under way wait as one, the latest,
+so a slow store costs the loop nothing and the checkpoint is never older than one write); a progress update (its
 description saying where the loop stands) and a log line at most once a second; the table
 artifact and the summary once, when the run ends. Every publication of a keyed artifact is a new
 version, and a flow run's Artifacts tab shows each version as a card of its own: a table
@@ -60,20 +62,21 @@ class Publisher:
             except Exception as error:
                 self._error = self._error or error
 
-    def _raise_error(self) -> None:
+    def check(self) -> None:
+        """Raises the error of an earlier job."""
         if self._error is not None:
             raise self._error
 
     def submit(self, job: Callable[[], Any]) -> None:
         """Queues `job`; raises the error of an earlier one."""
-        self._raise_error()
+        self.check()
         self._jobs.put(job)
 
     def close(self) -> None:
         """Waits for every queued job; raises the first error."""
         self._jobs.put(None)
         self._thread.join()
-        self._raise_error()
+        self.check()
 
 
 class ProgressArtifact:
@@ -111,6 +114,8 @@ class Reporter:
         self._logger = logger
         self._max_iterations = max_iterations
         self._state: LoopState | None = None
+        self._checkpoint: dict[str, Any] | None = None  # the state waiting to be written, if any
+        self._checkpoint_lock = threading.Lock()
         self._finished = False
         self._reported_at = time.monotonic()
         self._publisher = Publisher()
@@ -140,10 +145,16 @@ class Reporter:
         return 100.0 * iterations / self._max_iterations
 
     def record(self, state: LoopState, step: Iteration) -> None:
-        """Checkpoints a finished iteration; shows it when a second has passed since the last one shown."""
+        """Checkpoints a finished iteration; shows it when a second has passed since the last one shown.
+
+        The checkpoint is the state as it is now, taken here: the loop goes on changing `state`."""
         self._state = state
-        self._publisher.submit(functools.partial(save_checkpoint, self._location, self._experiment_id,
-                                                 state.to_checkpoint()))
+        with self._checkpoint_lock:
+            waiting, self._checkpoint = self._checkpoint is not None, state.to_checkpoint()
+        if waiting:
+            self._publisher.check()  # a failing store stops the loop although no write is queued here
+        else:
+            self._publisher.submit(self._write_checkpoint)
         if time.monotonic() - self._reported_at >= PROGRESS_INTERVAL_SECONDS:
             self._progress.update(self._percent(step.iteration + 1),
                                   f"Iteration {step.iteration} of {self._experiment_id} "
@@ -151,6 +162,11 @@ class Reporter:
             self._logger.info("Iteration %d: energy %.8f, gradient norm %.3g", step.iteration, step.energy,
                               step.gradient_norm)
             self._reported_at = time.monotonic()
+
+    def _write_checkpoint(self) -> None:
+        with self._checkpoint_lock:
+            checkpoint, self._checkpoint = self._checkpoint, None
+        save_checkpoint(self._location, self._experiment_id, checkpoint)
 
     def _publish_table(self, state: LoopState) -> None:
         self._publisher.submit(functools.partial(

@@ -261,7 +261,7 @@ def test_the_command_serves_the_devices_of_a_devices_file(tmp_path):
     import json
     import subprocess
 
-    from helpers.servers import free_port, wait_until_up
+    from helpers.servers import start_on_a_free_port
 
     devices = tmp_path / "devices.json"
     cepheus = "arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"
@@ -271,13 +271,13 @@ def test_the_command_serves_the_devices_of_a_devices_file(tmp_path):
          "status": "OFFLINE", "execution_windows": [{"executionDay": "Weekdays", "windowStartHour": "15:00",
                                                     "windowEndHour": "19:00"}]},
     ]))
-    port = free_port()
     command = Path(sys.executable).parent / "prefect-braket-endpoint"  # the console script, beside the interpreter
-    server = subprocess.Popen([str(command), "--port", str(port), "--devices", str(devices)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_on_a_free_port(
+        lambda port: subprocess.Popen([str(command), "--port", str(port), "--devices", str(devices)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        lambda port: f"http://127.0.0.1:{port}/moto-api/", timeout=120)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{url}/moto-api/", server, timeout=120)
         credentials = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
                                      region_name="us-west-1", aws_client_parameters={"endpoint_url": url})
         device = BraketDevice(device_arn=cepheus, aws_credentials=credentials)

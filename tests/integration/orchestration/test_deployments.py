@@ -13,7 +13,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from helpers.paths import REPO
-from helpers.servers import free_port, wait_until_up
+from helpers.servers import start_on_a_free_port
 
 
 def test_prefect_yaml_declares_valid_deployments():
@@ -30,22 +30,26 @@ def test_prefect_yaml_declares_valid_deployments():
 
 
 @pytest.fixture
-def prefect_server(tmp_path):
-    port = free_port()
+def standalone_server(tmp_path):
+    """A `prefect server start` of this test's own, as a user runs it (the session's is a test server)."""
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PREFECT_BRAKET_HOME=str(tmp_path / "engine"),
+               PREFECT_BRAKET_HOME=str(tmp_path / "engine"),
                PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"))
     env.pop("PREFECT_TEST_MODE", None)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                               str(port), "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until_up(f"http://127.0.0.1:{port}/api/health", server, timeout=180, expect=b"true")
-    yield env
+
+    def start(port):
+        return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                                 str(port), "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    server, port = start_on_a_free_port(start, lambda port: f"http://127.0.0.1:{port}/api/health", timeout=180,
+                                        expect=b"true")
+    yield dict(env, PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
     server.terminate()
     server.wait(timeout=30)
 
 
-def test_served_flow_is_triggered_through_the_api(prefect_server):
-    env = prefect_server
+def test_served_flow_is_triggered_through_the_api(standalone_server):
+    env = standalone_server
     code = ("import sys; sys.path.insert(0, 'flows'); from vqe_h2 import vqe_h2; "
             "vqe_h2.serve(name='vqe-h2-test', parameters={'max_iterations': 4, 'tolerance': 0.0}, "
             "print_starting_message=False)")

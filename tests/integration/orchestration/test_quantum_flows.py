@@ -121,6 +121,24 @@ def test_device_concurrency_limit_runs_one_of_your_jobs_at_a_time(engine):
     assert limit.limit == 1 and limit.name == "braket-device-qpu-ionq-forte-1"
 
 
+def test_a_submission_held_for_its_window_creates_the_job_once_the_window_opens(engine, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    opens = datetime.now(timezone.utc) + timedelta(seconds=2)
+    monkeypatch.setattr(BraketDevice, "next_window_opens", lambda self, at=None: opens)
+    held = hybrid_job(device=BraketDevice(device_arn=QPU), backend="local", wait_for_execution_window=True,
+                      max_window_wait_seconds=60)(lambda: 1)
+
+    @flow
+    def submit():
+        return held()
+
+    job = submit()
+    assert job.result() == {"result": 1}
+    created = engine.get_job(job.arn)["createdAt"]
+    assert datetime.fromisoformat(str(created)).astimezone(timezone.utc) >= opens  # not created before it opened
+
+
 def test_submission_waits_for_the_execution_window(engine, monkeypatch):
     from datetime import datetime, timedelta, timezone
 

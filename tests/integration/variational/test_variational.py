@@ -5,6 +5,7 @@ import base64
 import json
 import re
 import sys
+import time
 
 import pytest
 from prefect import flow
@@ -14,6 +15,7 @@ from prefect.context import SyncClientContext
 
 from helpers.paths import FLOWS
 from helpers.runs import all_artifacts, latest_artifacts
+from helpers.waiting import wait_for
 
 sys.path.insert(0, str(FLOWS))
 
@@ -38,11 +40,19 @@ def run_vqe_h2(**parameters):
     return asyncio.run(vqe_h2(**parameters))
 
 
-def iteration_runs(flow_run_ids):
-    """Task runs of iterations that were evaluated (not answered from the cache)."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(flow_run_ids))))
-    return [r for r in runs if r.name.startswith("resume-") and r.state and r.state.name == "Completed"]
+def group_starts(flow_run_id, experiment_id):
+    """The iterations the flow run's groups (`variational-iterations` task runs) started at, once recorded."""
+    prefix = f"{experiment_id}-iterations-from-"
+
+    def read():
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        groups = [run for run in runs if run.name.startswith(prefix)]
+        if groups and all(run.state and run.state.is_final() for run in groups):
+            return sorted(int(run.name.removeprefix(prefix)) for run in groups)
+        return None
+
+    return wait_for(read, timeout=20)
 
 
 def test_vqe_reaches_chemical_accuracy_and_shows_it(tmp_path):
@@ -85,18 +95,9 @@ def test_resumed_run_evaluates_each_iteration_once(tmp_path):
     result = second.result()
     assert result["evaluated_iterations"] == result["iterations"] - 4
     assert abs(result["energy"] - result["exact_energy"]) < CHEMICAL_ACCURACY
-    ids = [first.state_details.flow_run_id, second.state_details.flow_run_id]
-    from helpers.waiting import wait_for
-
-    runs = wait_for(lambda: (lambda r: r if len(r) >= result["iterations"] else None)(iteration_runs(ids)), timeout=20)
-    names = sorted(r.name for r in runs)
-    assert len(names) == len(set(names)) == result["iterations"]  # each iteration evaluated once, over both runs
-    # The second run resumed after iteration 3: it did not ask for 0-3 at all. (A run that started over
-    # would get them from the cache, as Cached task runs, which the count above does not see.)
-    with get_client(sync_client=True) as client:
-        asked = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[second.state_details.flow_run_id])))
-    assert not {f"resume-once-iteration-{i}" for i in range(4)} & {r.name for r in asked}
+    # It resumed after iteration 3: its first group of iterations started at 4. (A run that started over
+    # would have asked for a group from 0, and got 0-3 back from the cache.)
+    assert group_starts(second.state_details.flow_run_id, "resume-once")[0] == 4
     third = run_vqe_h2(experiment_id="resume-once", checkpoint_location=str(tmp_path))
     assert third["evaluated_iterations"] == 0 and third["energy"] == result["energy"]
 
@@ -171,6 +172,7 @@ def test_a_failing_checkpoint_store_fails_the_run_early(tmp_path, monkeypatch):
 
     def cost(device, parameters, shots):
         evaluations.append(parameters)
+        time.sleep(0.005)  # an iteration's work: 200 of them take seconds, the refused write milliseconds
         return float(parameters[0] ** 2)
 
     @flow
@@ -263,14 +265,5 @@ def test_checkpoints_to_an_s3_prefix_and_resumes_from_them(moto_endpoint, monkey
     second = state.result()
     assert second["iterations"] == 4 and len(load_checkpoint(location, f"s3-{bucket}")["history"]) == 4
     # Resumed from the checkpoint in S3, the run does not even ask for iterations 0 and 1 (a run that
-    # started over would get them from the cache, as task runs of its own).
-    from helpers.waiting import wait_for
-
-    def iterations_asked():
-        with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-                any_=[state.state_details.flow_run_id])))
-        names = sorted(r.name for r in runs if r.name.startswith(f"s3-{bucket}-iteration-"))
-        return names if len(names) >= 2 else None
-
-    assert wait_for(iterations_asked, timeout=20) == [f"s3-{bucket}-iteration-2", f"s3-{bucket}-iteration-3"]
+    # started over would get them from the cache, in a group from 0).
+    assert group_starts(state.state_details.flow_run_id, f"s3-{bucket}") == [2]

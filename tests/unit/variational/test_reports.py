@@ -34,3 +34,11 @@ def test_the_summary_table_has_a_header():
     header = lines.index("|---|---|") - 1
     assert lines[header] == "| quantity | value |"
     assert "| final energy | -1.10000000 |" in lines and "| reference energy | -1.13700000 |" in lines
+
+
+def test_a_table_row_shows_floats_to_ten_digits_and_the_checkpoint_keeps_them_whole():
+    step = Iteration(4, 0.1 + 0.2, 1 / 3, [0.30000000000000004, 1.0], 0.123456)
+    row = step.row()
+    assert row["iteration"] == 4 and row["energy"] == 0.3 and row["gradient_norm"] == 0.3333333333
+    assert row["parameters"] == "[0.3, 1.0]" and row["seconds"] == 0.123
+    assert LoopState(np.array([0.0]), [step]).to_checkpoint()["history"][0]["energy"] == 0.1 + 0.2

@@ -35,7 +35,8 @@ def run(state, optimizer, max_iterations, asked, saved=None, location=None, expe
         if location is not None:
             save_checkpoint(location, experiment_id, state.to_checkpoint())
 
-    return optimize(state, optimizer, max_iterations, 0.0, cos_cost(asked), record)
+    assert optimize(state, optimizer, max_iterations, 0.0, cos_cost(asked), record)
+    return state
 
 
 def test_a_checkpoint_round_trips_every_field():
@@ -79,6 +80,38 @@ def test_a_run_resumed_from_its_checkpoint_asks_only_for_the_iterations_after_it
     assert [h.iteration for h in finished.history] == [0, 1, 2, 3, 4, 5]
     assert [h.energy for h in finished.history] == pytest.approx([h.energy for h in straight.history])
     assert finished.parameters.tolist() == pytest.approx(straight.parameters.tolist())
+
+
+@pytest.mark.parametrize("optimizer", [GradientDescent(0.2), ScipyMinimize("COBYLA")], ids=["gradient", "scipy"])
+def test_a_loop_paused_after_every_iteration_goes_on_as_one_run_would(optimizer):
+    """A flow runs the loop in groups: each call stops where `pause` says and the next goes on."""
+    pytest.importorskip("scipy")
+    straight_asked: list[int] = []
+    straight = run(LoopState(np.array([0.5])), optimizer, 6, straight_asked)
+    asked: list[int] = []
+    state, recorded, paused = LoopState(np.array([0.5])), [], 0
+    while not optimize(state, optimizer, 6, 0.0, cos_cost(asked), lambda _, step: recorded.append(step.iteration),
+                       pause=lambda: True):
+        paused += 1
+    assert asked == recorded == straight_asked == list(range(6))  # each iteration evaluated once, in order
+    assert paused == 5  # one iteration per call: pause is asked only after a call's first
+    assert [h.energy for h in state.history] == [h.energy for h in straight.history]
+    assert state.parameters.tolist() == straight.parameters.tolist()
+    never: list[int] = []
+    state = LoopState(np.array([0.5]))
+    assert optimize(state, optimizer, 6, 0.0, cos_cost(never), lambda *_: None, pause=lambda: False)
+    assert never == straight_asked
+
+
+def test_what_a_group_did_applies_to_a_state_that_stood_where_it_started():
+    """A cached group's result: `since` from where it started, `advance` on a state standing there."""
+    state = LoopState(np.array([0.5]))
+    assert optimize(state, GradientDescent(0.2), 2, 0.0, cos_cost([]), lambda *_: None)
+    standing = LoopState.from_checkpoint(state.to_checkpoint())
+    assert optimize(state, GradientDescent(0.2), 5, 0.0, cos_cost([]), lambda *_: None)
+    standing.advance(state.since(2))
+    assert standing.history == state.history and standing.next_iteration == 5
+    assert standing.parameters.tolist() == state.parameters.tolist() and standing.converged == state.converged
 
 
 def test_a_resumed_scipy_run_replays_its_checkpointed_evaluations(tmp_path):
