@@ -57,8 +57,10 @@ TARGETS: dict[str, Target] = {
     "log-forwarding": Target("prefect_braket/orchestration/watcher.py",
                              ("x_max_log_lines_setting", "xǁJobWatcherǁ_read_log", "xǁJobWatcherǁ_forward",
                               "xǁJobWatcherǁ_close_log", "xǁJobWatcherǁ_log_changes")),
+    # A resumed run, or a paused call's next, goes on from where the last stopped: no iteration twice, none lost.
     "checkpoint-resume": Target("prefect_braket/variational/loop.py",
-                                ("xǁLoopStateǁto_checkpoint", "xǁLoopStateǁfrom_checkpoint")),
+                                ("xǁLoopStateǁto_checkpoint", "xǁLoopStateǁfrom_checkpoint", "xǁLoopStateǁsince",
+                                 "xǁLoopStateǁadvance", "x_optimize", "x__optimize_with_scipy")),
     "checkpoint-files": Target("prefect_braket/variational/checkpoints.py"),
 }
 
@@ -83,6 +85,18 @@ EXPLAINED: list[tuple[str, str, str, str]] = [
     ("claim-store", "x_claimed_arn", r"age >= |\* 4|missing_ok=(None|False)|monotonic\(\) >= deadline",
      "equivalent in outcome: a claim 3-4 grace periods old is found abandoned before the grace deadline either "
      "way (only the wait differs); the claim is there to unlink in a single-threaded test"),
+    ("engine-claims", "xǁLocalEngineǁcreate_job", r"claim\.unlink\((missing_ok=(None|False))?\)",
+     "defence in depth: the claim this call wrote is there to unlink when its creation fails, unless another "
+     "process cleared it as abandoned meanwhile, which no single-threaded test stages"),
+    ("log-forwarding", "xǁJobWatcherǁ_read_log", r"strict=None\):|\), \):$",
+     "equivalent: strict=False is zip's default (the timestamps are padded with None to the lines anyway)"),
+    ("checkpoint-resume", "x__optimize_with_scipy",
+     r"np\.asarray\((state\.initial.*state\.parameters|x), (dtype=None)?\)",
+     "equivalent: SciPy makes an integer start float itself and hands the objective float arrays"),
+    ("checkpoint-resume", "x__optimize_with_scipy", r'float\("NAN"\)', "equivalent: float() reads NaN in any case"),
+    ("checkpoint-resume", "x__optimize_with_scipy", r'"(XXmaxiterXX|MAXITER)"',
+     "defence in depth: the objective's own limit stops SciPy at the same evaluation, not converged; maxiter "
+     "only lets SciPy stop itself there"),
     # -- reached only where mutmut cannot see -----------------------------------------------------------------------
     ("budget", "xǁJobBudgetǁ_stop", r".", "reached only in a process of its own (it ends its process): "
      "tests/unit/jobs/test_budget.py runs it in one, which imports the package unmutated"),

@@ -18,6 +18,7 @@ iteration. What holds inside a group:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -157,8 +158,13 @@ class _Loop:
                         pause=lambda: time.perf_counter() >= deadline)
 
     def _evaluate(self, iteration: int, points: list[np.ndarray]) -> list[float]:
-        values = self.cost.evaluate(self.device, [p.tolist() for p in points], self.shots,
-                                    client_token=client_token())
+        token = client_token()
+        if token is not None:
+            # The task run's token is the same for all its iterations: Braket would answer every
+            # iteration after the first with the first one's tasks. One per iteration, the same on a
+            # retry of the group, gets a retried iteration the tasks its failed attempt created.
+            token = hashlib.sha256(f"{token}:iteration-{iteration}".encode()).hexdigest()[:64]
+        values = self.cost.evaluate(self.device, [p.tolist() for p in points], self.shots, client_token=token)
         self.evaluated.add(iteration)
         return values
 

@@ -22,14 +22,17 @@ class Engine(LocalEngine):
     def __init__(self, root):
         super().__init__(root)
         self.created: list[str] = []
+        self.calls: list[tuple] = []  # what each creation was given
+        self.earlier = object()  # the job whose checkpoints a spec names, as _refuse_what_cannot_run finds it
         self.fail_next = False
         self.entered = threading.Event()
         self.proceed: threading.Event | None = None
 
     def _refuse_what_cannot_run(self, spec):
-        return None
+        return self.earlier
 
     def _create(self, spec, job_id, earlier, initial_checkpoints, environment):
+        self.calls.append((spec, earlier, initial_checkpoints, environment))
         self.entered.set()
         if self.proceed is not None:
             assert self.proceed.wait(timeout=30)
@@ -51,6 +54,14 @@ def claim_file(engine, token):
 @pytest.fixture
 def claims(tmp_path):
     return Engine(tmp_path / "home")
+
+
+@pytest.mark.parametrize("token", [None, "token-a"], ids=["without a token", "with a token"])
+def test_what_the_caller_gives_reaches_the_job_it_creates(claims, tmp_path, token):
+    spec, checkpoints = object(), tmp_path / "checkpoints"
+    claims.create_job(spec, client_token=token, initial_checkpoints=checkpoints,
+                      environment={"LEARNING_RATE": "0.1"})
+    assert claims.calls == [(spec, claims.earlier, checkpoints, {"LEARNING_RATE": "0.1"})]
 
 
 def test_the_same_token_gets_the_same_job_and_another_token_a_new_one(claims):

@@ -293,3 +293,60 @@ def test_hyperparameters_that_may_be_credentials_are_hidden():
     })
     assert shown.pop("learning_rate") == "0.05" and shown.pop("device").startswith("BraketDevice{")
     assert shown == dict.fromkeys(["api_key", "DB_PASSWORD", "auth", "config", "note", "other"], HIDDEN_HYPERPARAMETER)
+
+
+def test_a_record_holds_up_to_its_size_exactly_and_a_line_of_the_cap_whole():
+    # Seven entries of 2,000 characters ("[job-1] " and the line) and one of 1,993 join to 16,000 exactly.
+    exact = ["x" * (LOG_LINE_MAX_CHARS - 8)] * 7 + ["y" * 1985]
+    over = ["x" * (LOG_LINE_MAX_CHARS - 8)] * 7 + ["y" * 1986]
+    job = ScriptedJob([meta("RUNNING"), meta("COMPLETED")], [LogChunk(exact + exact, 1, more=True),
+                                                              LogChunk(over, 2)])
+    _, messages = wait(job)
+    records = forwarded(messages)
+    assert [len(r) for r in records] == [LOG_RECORD_MAX_CHARS, LOG_RECORD_MAX_CHARS, 14_006, 1994]
+    assert "more characters" not in "".join(records)  # a line of LOG_LINE_MAX_CHARS is not cut
+    whole = "z" * LOG_LINE_MAX_CHARS
+    _, messages = wait(ScriptedJob([meta("COMPLETED")], [LogChunk([whole])]))
+    assert forwarded(messages) == ["[job-1] " + whole]
+
+
+def test_a_line_with_percent_signs_is_forwarded_as_it_is():
+    lines = [f"{i}% done, 100%s" for i in range(250)]  # two records: both are formatted as data
+    _, messages = wait(ScriptedJob([meta("COMPLETED")], [LogChunk(lines)]))
+    assert [line.removeprefix("[job-1] ") for r in forwarded(messages) for line in r.split("\n")] == lines
+
+
+def test_a_job_without_events_or_with_a_queue_position_of_none_logs_only_its_status():
+    quiet = meta("QUEUED", position="None")
+    del quiet["events"]
+    _, messages = wait(ScriptedJob([quiet, meta("COMPLETED")], []))
+    assert [m for m in messages if m.startswith("Job job-1 ")] == ["Job job-1 is QUEUED", "Job job-1 is COMPLETED"]
+
+
+def test_the_queue_positions_seen_are_kept_each_change_once():
+    job = ScriptedJob([meta("QUEUED", position="3"), meta("QUEUED", position="3"), meta("QUEUED", position="1"),
+                       meta("COMPLETED")], [])
+    watcher, _ = wait(job)
+    assert watcher.positions == ["3", "1"]
+
+
+def test_withheld_lines_are_announced_once_and_the_closing_line_names_the_setting():
+    job = ScriptedJob([meta("RUNNING"), meta("COMPLETED")],
+                      [LogChunk(["a", "b", "c"], 1, more=True), LogChunk(["d"], 2, more=True), LogChunk(["e"], 3)])
+    watcher, messages = wait(job, max_log_lines=1)
+    notices = [m for m in messages if "logged more than" in m]
+    assert notices == ["Job job-1 logged more than max_log_lines=1 lines: the rest are not forwarded (their metrics "
+                       "are still read); the wait ends with their count and where to read them."]
+    assert watcher.lines_withheld == 4
+    # No source of the whole log: the closing line ends at logs().
+    assert messages[-1].endswith("raise it on wait_for_job or with PREFECT_BRAKET_MAX_LOG_LINES): read them with "
+                                 "HybridJob.attach('local:job/job-1').logs().")
+
+
+def test_metric_lines_take_the_log_timestamps_and_the_top_iteration_is_the_highest_seen():
+    lines = [f"Metrics - iteration_number={i}; loss={i / 10};" for i in (0, 3, 1)]
+    job = ScriptedJob([meta("COMPLETED")], [LogChunk(lines, timestamps=[100.0, 101.0, 102.0])])
+    watcher, _ = wait(job)
+    assert watcher.top_iteration == 3.0
+    table = watcher.metrics_table()
+    assert dict(zip(table["iteration_number"], table["timestamp"], strict=True)) == {0.0: 100.0, 3.0: 101.0, 1.0: 102.0}

@@ -7,6 +7,7 @@ function is a plain callable that records which iterations it was asked for."""
 
 import logging
 import math
+import time
 
 import numpy as np
 import pytest
@@ -126,3 +127,95 @@ def test_a_resumed_scipy_run_replays_its_checkpointed_evaluations(tmp_path):
     assert asked == [4, 5, 6, 7]  # SciPy starts over; the first four evaluations come from the checkpoint
     assert finished.initial == [0.5]
     assert [h.iteration for h in finished.history] == list(range(8))
+
+
+class Halving:
+    """An optimiser that moves the parameter by one each iteration and records what it is asked; the cost
+    halves each iteration (1, 0.5, 0.25, ...), so energy changes are exact binary fractions."""
+
+    def __init__(self):
+        self.asked: list[tuple[str, int]] = []
+
+    def points(self, params, iteration):
+        self.asked.append(("points", iteration))
+        return [params]
+
+    def step(self, params, values, iteration):
+        self.asked.append(("step", iteration))
+        return params + 1.0, np.float64(values[0]), 0.25 * iteration
+
+
+def test_a_loop_converges_at_the_first_energy_change_below_its_tolerance_and_records_each_step():
+    optimizer, state = Halving(), LoopState(np.array([0.0]))
+    halving = lambda iteration, points: [0.5 ** iteration for _ in points]  # noqa: E731
+    started = time.perf_counter()
+    assert optimize(state, optimizer, 10, 0.25, halving, lambda *_: None)
+    elapsed = time.perf_counter() - started
+    # Changes 0.5, 0.25 (not below 0.25), then 0.125: converged after iteration 3.
+    assert state.converged is True and [h.iteration for h in state.history] == [0, 1, 2, 3]
+    assert [h.energy for h in state.history] == [1.0, 0.5, 0.25, 0.125]
+    assert all(type(h.energy) is float for h in state.history)
+    assert [h.gradient_norm for h in state.history] == [0.0, 0.25, 0.5, 0.75]
+    assert [h.parameters for h in state.history] == [[0.0], [1.0], [2.0], [3.0]] and state.parameters.tolist() == [4.0]
+    assert all(0 <= h.seconds <= elapsed for h in state.history)
+    assert optimizer.asked == [(what, i) for i in range(4) for what in ("points", "step")]
+
+
+def test_whole_number_parameters_from_a_checkpoint_or_a_group_move_by_fractions():
+    """Parameters are floats however they were written: a gradient step shifts a point in place, and an
+    integer array would truncate the shift."""
+    restored = LoopState.from_checkpoint({"parameters": [1], "history": []})
+    advanced = LoopState(np.array([0.0]))
+    advanced.advance({"history": [], "parameters": [1], "converged": False, "initial": None})
+    for state in (restored, advanced):
+        points: list[list[float]] = []
+
+        def evaluate(iteration, at, points=points):
+            points.extend(p.tolist() for p in at)
+            return [math.cos(p[0]) for p in at]
+
+        optimize(state, GradientDescent(0.2), 1, 0.0, evaluate, lambda *_: None)
+        assert points == [[1.0], [1.0 + math.pi / 2], [1.0 - math.pi / 2]]
+
+
+def scipy_points(method, tolerance, options, max_iterations):
+    """The points SciPy's own run of `method` evaluates on cos, and whether it converged."""
+    from scipy.optimize import minimize
+
+    points: list[list[float]] = []
+    outcome = minimize(lambda x: points.append(x.tolist()) or math.cos(x[0]), [0.5], method=method,
+                       tol=tolerance or None, options={"maxiter": max_iterations, **options})
+    return points, bool(outcome.success)
+
+
+@pytest.mark.parametrize(("method", "tolerance", "options"), [("COBYLA", 0.5, {}), ("COBYLA", 0.0, {"rhobeg": 0.1}),
+                                                              ("Nelder-Mead", 0.01, {})])
+def test_a_scipy_run_is_scipys_own_run_of_its_method_tolerance_and_options(method, tolerance, options):
+    pytest.importorskip("scipy")
+    expected, success = scipy_points(method, tolerance, options, 200)
+    assert success and len(expected) < 200
+    state, asked = LoopState(np.array([0.5])), []
+    started = time.perf_counter()
+    assert optimize(state, ScipyMinimize(method, options), 200, tolerance, cos_cost(asked), lambda *_: None)
+    elapsed = time.perf_counter() - started
+    assert [h.parameters for h in state.history] == expected and asked == list(range(len(expected)))
+    assert state.converged is True
+    assert all(math.isnan(h.gradient_norm) and 0 <= h.seconds <= elapsed for h in state.history)
+    assert state.parameters.tolist() == min(state.history, key=lambda h: h.energy).parameters
+
+
+def test_a_scipy_run_evaluates_at_most_max_iterations_and_has_not_converged_then():
+    pytest.importorskip("scipy")
+    state, asked = LoopState(np.array([0.5])), []
+    assert optimize(state, ScipyMinimize("Nelder-Mead"), 5, 0.0, cos_cost(asked), lambda *_: None)
+    assert asked == [0, 1, 2, 3, 4] and len(state.history) == 5  # Nelder-Mead's 5 iterations take 10 evaluations
+    assert state.converged is False
+
+
+def test_a_resumed_scipy_run_replays_an_evaluation_only_at_exactly_its_point():
+    """A checkpointed evaluation a billionth away from the point SciPy asks for is evaluated anew."""
+    pytest.importorskip("scipy")
+    state = LoopState(np.array([0.5]), [Iteration(0, 99.0, float("nan"), [0.5 + 1e-9], 0.0)], initial=[0.5])
+    asked: list[int] = []
+    assert optimize(state, ScipyMinimize("COBYLA"), 3, 0.0, cos_cost(asked), lambda *_: None)
+    assert asked == [0, 1, 2] and state.history[0].energy == math.cos(0.5)
