@@ -16,12 +16,14 @@ import threading
 from typing import Any, Callable, Iterator
 
 from prefect.artifacts import (
+    TableArtifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.context import FlowRunContext, SyncClientContext
 from prefect.settings import get_current_settings
 
@@ -31,7 +33,18 @@ def publish_markdown(markdown: str, key: str, description: str) -> Any:
 
 
 def publish_table(table: Any, key: str, description: str) -> Any:
+    """Creates a table artifact; returns its id, for `update_table`."""
     return create_table_artifact(table, key=key, description=description, _sync=True)
+
+
+def update_table(artifact_id: Any, table: Any, description: str) -> None:
+    """Replaces a table artifact's rows and description in place. A new version of a keyed artifact
+    would be a card of its own in its run's Artifacts tab; Prefect updates only progress artifacts
+    in place by a function of its own, so this formats the table as `create_table_artifact` does
+    and sends it with the client's `update_artifact`."""
+    data = TableArtifact(table=table, description=description).format(_sync=True)  # type: ignore[call-arg]
+    get_client(sync_client=True).update_artifact(artifact_id=artifact_id,
+                                                 artifact=ArtifactUpdate(data=data, description=description))
 
 
 def publish_progress(percent: float, key: str, description: str) -> Any:

@@ -58,7 +58,8 @@ def wait_for_job(
         timeout_seconds: Give up (and cancel the job) after this long.
         expected_iterations: The number of iterations the job logs metrics for, for the progress
             artifact; by default read from a hyperparameter such as `num_iterations` or `num_tasks`.
-        table_every_seconds: How often the metrics table artifact is refreshed while the job runs.
+        table_every_seconds: How often the metrics table artifact is refreshed while the job runs (in
+            place: one artifact, so one card in the run's Artifacts tab, however long the job).
         cancel_on_exit: Cancel the job if the wait ends before it does (timeout, interrupt, flow
             cancelled), when this flow run submitted it; a job it only watches keeps running.
         resubmit_on_instance_failure: How many times a job whose instance is lost is resubmitted

@@ -34,6 +34,7 @@ from prefect_braket.orchestration.prefect_api import (
     publish_progress,
     publish_table,
     update_progress,
+    update_table,
 )
 from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 
@@ -162,6 +163,7 @@ class JobWatcher:
         self.table_every_seconds = table_every_seconds
         self.table_published_at = 0.0
         self.table_rows_published = 0
+        self.table_id: Any = None
         self.progress_id: Any = None
         self.progress_value = -1.0
         self.progress_description: str | None = None
@@ -320,7 +322,11 @@ class JobWatcher:
         due = time.monotonic() - self.table_published_at >= self.table_every_seconds
         if rows and rows != self.table_rows_published and (due or finished):
             table, description = self._table_artifact()
-            publish_table(table, f"{self.key}-metrics", description)
+            # Refreshed in place: a new version each time would be a card each in the run's Artifacts tab.
+            if self.table_id is None:
+                self.table_id = publish_table(table, f"{self.key}-metrics", description)
+            else:
+                update_table(self.table_id, table, description)
             self.table_published_at = time.monotonic()
             self.table_rows_published = rows
 

@@ -70,6 +70,30 @@ def test_example_in_a_flow_publishes_metrics_as_artifacts(engine):
     assert names[2].startswith("wait-for-braket-job-")
 
 
+@hybrid_job(device="local:braket/braket_sv")
+def logs_metrics_slowly(iterations: int = 6):
+    for i in range(iterations):
+        log_metric(metric_name="loss", value=1.0 / (i + 1), iteration_number=i)
+        time.sleep(0.3)
+    return {"done": iterations}
+
+
+def test_a_metrics_table_refreshed_while_its_job_runs_is_one_artifact_updated_in_place(engine):
+    @flow
+    def watched():
+        job = logs_metrics_slowly()
+        wait_for_job(job, table_every_seconds=0, poll_interval_seconds=0.1)  # a refresh at every new row
+        return job
+
+    state = watched(return_state=True)
+    key = f"{artifact_key(state.result().name)}-metrics"
+    versions = [a for a in all_artifacts(state.state_details.flow_run_id) if a.key == key]
+    # One version, so one card in the run's Artifacts tab, with every row: refreshed, not re-published.
+    assert len(versions) == 1
+    assert json.loads(versions[0].data)["loss"] == pytest.approx([1 / (i + 1) for i in range(6)])
+    assert versions[0].updated > versions[0].created
+
+
 class LossyEngine(LosesFirstCreate, LocalEngine):
     pass
 
