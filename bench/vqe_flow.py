@@ -21,6 +21,11 @@ Method, for figures that mean something on a small, noisy machine:
 - each flow run is paired with a loop run next to it, the flow first in every other pair and the
   sizes in alternating order, as the machine's speed drifts within seconds; per size, the median
   of the pairs' ratios is the figure printed, and the verdict is that figure against the target;
+- both runs' time in the circuit evaluations is summed (`ParametricCost.evaluate`, timed the same
+  way in both), which splits the flow's extra time in two: what it adds outside the circuits (its
+  task runs, checkpoints, artifacts, its start and end), per iteration, and how much slower the
+  circuits themselves ran inside it (`circuit_time_ratio`: the other threads and the server on
+  the same cores, or the machine's speed drifting between the two runs);
 - memory: a run of `memory_iterations` exact iterations in a process of its own, its resident
   memory read every 0.2 s from /proc against the iterations its checkpoint holds: after its first
   tenth, in its last tenth, the growth between, and the peak (target: the peak under 400 MB).
@@ -59,6 +64,20 @@ from prefect_braket.variational.loop import LoopState, optimize  # noqa: E402
 SIZES = {"exact": (0, 60), "shots_1000": (1000, 60), "shots_4000": (4000, 60), "exact_17_iterations": (0, 17)}
 TARGETS = {"exact": 1.15, "shots_1000": 1.10, "shots_4000": 1.05}
 MEMORY_TARGET_MB = 400
+CIRCUIT_SECONDS: list[float] = []  # each evaluation's time, in the run being measured
+
+
+def _timed_evaluate(evaluate):
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return evaluate(*args, **kwargs)
+        finally:
+            CIRCUIT_SECONDS.append(time.perf_counter() - started)
+    return timed
+
+
+ParametricCost.evaluate = _timed_evaluate(ParametricCost.evaluate)  # type: ignore[method-assign]
 
 
 @flow
@@ -72,6 +91,7 @@ async def empty_flow() -> None:
 
 
 def plain_loop(shots: int, iterations: int) -> tuple[float, float]:
+    CIRCUIT_SECONDS.clear()
     started = time.perf_counter()
     device = BraketDevice()
     cost = ParametricCost(ANSATZ, H2_HAMILTONIAN, ["theta"])
@@ -82,6 +102,7 @@ def plain_loop(shots: int, iterations: int) -> tuple[float, float]:
 
 
 def timed_flow(shots: int, iterations: int) -> tuple[float, dict]:
+    CIRCUIT_SECONDS.clear()
     started = time.perf_counter()
     # A new experiment id each time: a repeated one would be answered from the cache.
     state = asyncio.run(vqe_h2(experiment_id=f"bench-vqe-{uuid.uuid4().hex[:12]}",
@@ -94,14 +115,22 @@ def timed_flow(shots: int, iterations: int) -> tuple[float, dict]:
 
 def measure(repeats: int) -> dict:
     pairs: dict[str, list[tuple[float, float]]] = {name: [] for name in SIZES}
+    circuits: dict[str, list[tuple[float, float]]] = {name: [] for name in SIZES}  # (flow's, loop's)
     task_runs: dict[str, list[int]] = {name: [] for name in SIZES}
     for repeat in range(repeats):
         for name in (list(SIZES) if repeat % 2 == 0 else list(reversed(SIZES))):
             shots, iterations = SIZES[name]
             if repeat % 2 == 0:
-                (flow_s, result), (loop_s, loop_energy) = timed_flow(shots, iterations), plain_loop(shots, iterations)
+                flow_s, result = timed_flow(shots, iterations)
+                flow_circuits = sum(CIRCUIT_SECONDS)
+                loop_s, loop_energy = plain_loop(shots, iterations)
+                loop_circuits = sum(CIRCUIT_SECONDS)
             else:
-                (loop_s, loop_energy), (flow_s, result) = plain_loop(shots, iterations), timed_flow(shots, iterations)
+                loop_s, loop_energy = plain_loop(shots, iterations)
+                loop_circuits = sum(CIRCUIT_SECONDS)
+                flow_s, result = timed_flow(shots, iterations)
+                flow_circuits = sum(CIRCUIT_SECONDS)
+            circuits[name].append((flow_circuits, loop_circuits))
             assert result["iterations"] == result["evaluated_iterations"] == iterations
             assert shots or abs(result["energy"] - loop_energy) < 1e-9  # exact runs agree to the last digit
             pairs[name].append((flow_s, loop_s))
@@ -110,12 +139,16 @@ def measure(repeats: int) -> dict:
     for name, (shots, iterations) in SIZES.items():
         ratio = statistics.median(flow / loop for flow, loop in pairs[name])
         overhead = statistics.median(flow - loop for flow, loop in pairs[name])
+        outside = statistics.median((flow - flow_c) - (loop - loop_c)
+                                    for (flow, loop), (flow_c, loop_c) in zip(pairs[name], circuits[name], strict=True))
         figures[name] = {
             "shots": shots, "iterations": iterations,
             "plain_loop_median_s": round(statistics.median(loop for _, loop in pairs[name]), 3),
             "flow_median_s": round(statistics.median(flow for flow, _ in pairs[name]), 3),
             "task_runs_median": statistics.median(task_runs[name]),
             "overhead_per_iteration_ms": round(overhead / iterations * 1000, 1),
+            "outside_circuits_per_iteration_ms": round(outside / iterations * 1000, 1),
+            "circuit_time_ratio": round(statistics.median(f / c for f, c in circuits[name]), 3),
             "ratio_flow_to_loop": round(ratio, 3),
             "pair_ratios": [round(flow / loop, 2) for flow, loop in pairs[name]],
         }

@@ -11,8 +11,6 @@ from prefect_braket.core.states import TERMINAL_STATES
 
 
 @pytest.fixture(autouse=True)
-
-
 def engine(tmp_path, monkeypatch) -> LocalEngine:
     """An embedded engine of this test's own; whatever job it leaves running is cancelled after."""
     root = tmp_path / "engine"

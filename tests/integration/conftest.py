@@ -13,8 +13,6 @@ from prefect_braket.backends.aws.backend import AwsBackend
 
 
 @pytest.fixture(scope="session", autouse=True)
-
-
 def prefect_server(tmp_path_factory):
     """One real Prefect test server for the whole session (20-40 s to start on 2 cores)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -28,8 +26,6 @@ def prefect_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-
-
 def moto_endpoint(tmp_path_factory):
     """moto's standalone server on 127.0.0.1, for S3, CloudWatch Logs, STS and IAM over real HTTP.
 
@@ -45,8 +41,6 @@ def moto_endpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-
-
 def endpoint(tmp_path_factory):
     """The package's local Braket endpoint (`python -m prefect_braket.endpoint`), one per test module."""
     server, url = start_reporting_its_url([sys.executable, "-m", "prefect_braket.endpoint", "--port", "0"],
@@ -58,8 +52,6 @@ def endpoint(tmp_path_factory):
 
 
 @pytest.fixture
-
-
 def endpoint_devices(endpoint):
     """The endpoint, whose device set the test may change: it is put back whole afterwards."""
     served = endpoint_control(endpoint, "devices")
@@ -68,8 +60,6 @@ def endpoint_devices(endpoint):
 
 
 @pytest.fixture
-
-
 def aws_session(monkeypatch):
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AMZN_BRAKET_OUT_S3_BUCKET", "BRAKET_JOBS_ROLE_ARN"):
         monkeypatch.delenv(name, raising=False)
@@ -77,8 +67,6 @@ def aws_session(monkeypatch):
 
 
 @pytest.fixture
-
-
 def aws(aws_session, moto_endpoint):
     """An AwsBackend with a stubbed Braket client and S3/Logs/STS/IAM on the moto server."""
     client = aws_session.client("braket", region_name="us-east-1")

@@ -5,8 +5,6 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-
-
 def braket_endpoint(endpoint):
     """The endpoint's URL, with the environment set for Braket's SDK to reach it in us-east-1."""
     with pytest.MonkeyPatch.context() as patch:

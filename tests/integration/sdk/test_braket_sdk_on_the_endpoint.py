@@ -26,8 +26,6 @@ FAST = {"poll_timeout_seconds": 120, "poll_interval_seconds": 0.1}
 
 
 @pytest.fixture(scope="module")
-
-
 def devices(braket_endpoint):
     """The endpoint's devices, with a QPU whose window is closed and a retired one added."""
     served = endpoint_control(braket_endpoint, "devices")

@@ -52,8 +52,6 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-
-
 def s3(braket_endpoint):
     return boto3.client("s3")
 
