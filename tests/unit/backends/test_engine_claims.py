@@ -5,6 +5,7 @@ recording stand-in: tests/integration/backends/local/ runs real jobs."""
 
 import hashlib
 import os
+import re
 import threading
 import time
 
@@ -139,10 +140,11 @@ def test_a_claim_older_than_three_grace_periods_is_abandoned_and_replaced(claims
         assert claims.created == []
 
 
-def test_a_damaged_claim_is_an_error_that_says_how_to_fix_it(claims):
+@pytest.mark.parametrize("held", ["not an arn", "local:job/../../elsewhere", "local:job/" + "0" * 31 + "g"])
+def test_a_damaged_claim_is_an_error_that_says_how_to_fix_it(claims, held):
     claim = claim_file(claims, "token-a")
     claim.parent.mkdir(parents=True)
-    claim.write_text("not an arn")
-    with pytest.raises(JobStateError, match=r"'not an arn', not a job ARN.*Remove it"):
+    claim.write_text(held)  # an ARN is local:job/ and a 32-digit hex id, or the claim is not to be followed
+    with pytest.raises(JobStateError, match=rf"{re.escape(repr(held))}, not a job ARN.*Remove it"):
         claims.create_job(None, client_token="token-a")
     assert claims.created == []

@@ -172,3 +172,95 @@ def test_a_recorded_group_outlives_its_leader(spawn):
         assert _recorded_group(leader.pid) == {-leader.pid}
     finally:
         os.kill(member, signal.SIGKILL)
+
+
+# Prints the number of every signal it is sent (the catchable ones a mistake could send), one a line.
+WITNESS = ("import signal, sys, time\n"
+           "def seen(number, frame): print(number, flush=True)\n"
+           "for name in ('SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGTERM', 'SIGALRM', 'SIGCONT'):\n"
+           "    signal.signal(getattr(signal, name), seen)\n"
+           "print('ready', flush=True)\n"
+           "while True: time.sleep(1)\n")
+
+
+def signals_seen_before(child, sentinel=signal.SIGUSR2):
+    """The signals `child` (a WITNESS) was sent, in order, up to the `sentinel` this sends it now:
+    pending signals are handled lowest number first, so one sent earlier is printed first."""
+    os.kill(child.pid, sentinel)
+    seen = []
+    while (line := child.stdout.readline().strip()) != str(int(sentinel)):
+        seen.append(int(line))
+    return seen
+
+
+def test_asking_whether_a_process_or_a_group_is_alive_sends_it_no_signal(spawn):
+    child = spawn(WITNESS, "job-marker-3", start_new_session=True)
+    assert pid_alive(child.pid, "job-marker-3")
+    assert _recorded_group(child.pid) == {-child.pid}
+    assert signals_seen_before(child) == []
+
+
+def test_a_zombie_under_the_supervisor_is_not_the_jobs_and_the_scan_goes_on_past_it(spawn, tmp_path):
+    instance = tmp_path / "instance"
+    # The supervisor's child exits and is never reaped: a zombie among its descendants.
+    supervisor = spawn("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'pass']); "
+                       "print(c.pid, flush=True); time.sleep(120)")
+    zombie = int(supervisor.first_line)
+    wait_for_zombie(zombie)
+    later = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(instance)})  # a higher pid than the zombie's
+    assert job_processes(instance, supervisor=supervisor.pid) == {later.pid}
+
+
+def test_a_process_whose_name_holds_a_parenthesis_is_read_right(spawn, tmp_path):
+    # /proc/<pid>/stat puts the name in parentheses, and a name may hold ") Z (": only the last ")" ends it.
+    program = tmp_path / "job) Z 1 (x"
+    program.symlink_to(sys.executable)
+    instance = tmp_path / "instance"
+    child = subprocess.Popen([str(program), "-c", SLEEPER, "job-marker-4"], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, INSTANCE_VARIABLE: str(instance)})
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert open(f"/proc/{child.pid}/comm").read().startswith("job) Z 1 (x")
+        assert pid_alive(child.pid, "job-marker-4")
+        assert job_processes(instance) == {child.pid}
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_the_marker_is_found_as_the_first_and_the_last_variable_of_an_environment(tmp_path):
+    instance = tmp_path / "instance"
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True,
+                             env={INSTANCE_VARIABLE: str(instance)})  # its only variable
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert job_processes(instance) == {child.pid}
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_end_processes_ends_the_supervisors_descendants_without_the_marker(spawn, tmp_path):
+    supervisor = spawn(PARENT)  # its child left the session and carries no marker
+    grandchild = int(supervisor.first_line)
+    end_processes(tmp_path / "instance", grace=0.5, supervisor=supervisor.pid)
+    wait_for_zombie(grandchild)  # ended: a zombie, as its parent does not reap it
+    assert not pid_alive(grandchild, "time.sleep")
+    assert supervisor.poll() is None  # the supervisor is the caller: it ends its job, not itself
+
+
+def test_end_processes_gives_a_process_its_grace_to_finish_on_sigterm(spawn, tmp_path):
+    instance = tmp_path / "instance"
+    done = tmp_path / "cleaned-up"
+    # On SIGTERM it takes 0.3 s to clean up, then exits by itself.
+    code = ("import signal, sys, time\n"
+            "def stop(number, frame):\n"
+            "    time.sleep(0.3)\n"
+            f"    open({str(done)!r}, 'w').write('done')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n")
+    child = spawn(code, env={INSTANCE_VARIABLE: str(instance)})
+    end_processes(instance, grace=10.0, reap=child.poll)
+    assert child.wait(timeout=10) == 0 and done.read_text() == "done"

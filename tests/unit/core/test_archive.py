@@ -450,3 +450,50 @@ def test_read_member_takes_names_as_paths_and_a_file_at_its_limit(tmp_path):
     archive = _archive(tmp_path / "a.tar.gz", [directory("plots"), regular("plots/loss.csv", b"12345")])
     assert read_member(archive, "plots//loss.csv") == b"12345"
     assert read_member(archive, "plots/loss.csv", max_size=5) == b"12345"  # at the limit, not over it
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-destination", "empty-destination"])
+def test_a_write_that_fails_midway_leaves_the_destination_as_it_was(tmp_path, monkeypatch, existing):
+    archive = _archive(tmp_path / "a.tar.gz", [directory("d"), regular("d/a.txt", b"a"), regular("b.txt", b"b"),
+                                               regular("c.txt", b"c")])
+    destination = tmp_path / "new" / "nested" / "out"  # its parents are made too
+    if existing:
+        destination.mkdir(parents=True)
+    copies = []
+
+    def disk_full_at_the_third_file(source, out, size):
+        copies.append(size)
+        if len(copies) == 3:
+            raise OSError(28, "No space left on device")
+        real_copy(source, out, size)
+
+    real_copy = archive_module._copy
+    monkeypatch.setattr(archive_module, "_copy", disk_full_at_the_third_file)
+    with pytest.raises(OSError, match="No space left"):
+        safe_extract(archive, destination)
+    assert len(copies) == 3  # d/ and two files were written before the failure
+    assert (list(destination.iterdir()) == []) if existing else not destination.exists()
+    monkeypatch.setattr(archive_module, "_copy", real_copy)
+    assert _tree(safe_extract(archive, destination)) == {"b.txt": b"b", "c.txt": b"c", "d": "dir", "d/a.txt": b"a"}
+
+
+def _pax_named(name):
+    """A member whose name comes from a PAX header, where a NUL can be (a ustar name ends at one)."""
+    info, data = regular("placeholder")
+    info.pax_headers = {"path": name}
+    return info, data
+
+
+@pytest.mark.parametrize("member, why", [
+    (regular("dir\\evil.txt"), "its name has a backslash or a NUL"),
+    (_pax_named("evil\0.txt"), "its name has a backslash or a NUL"),
+    (regular("sub/../../evil.txt"), "its name has a '..' component"),
+    (regular("./"), "it names the archive's root"),
+], ids=["backslash", "nul", "dot-dot", "root-as-a-file"])
+def test_a_name_that_is_no_plain_relative_path_is_refused_saying_why(tmp_path, member, why):
+    archive = _archive(tmp_path / "model.tar.gz", [regular("good.txt"), member], format=tarfile.PAX_FORMAT)
+    with tarfile.open(archive) as tar:
+        assert tar.getmembers()[1].name == member[0].pax_headers.get("path", member[0].name)  # as written
+    with pytest.raises(UnsafeArchiveError, match=rf"Refusing archive member .*: {re.escape(why)}\.$"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -36,7 +36,7 @@ def test_a_ledger_counts_reservations_and_settles_them(tmp_path, where):
 
 
 def test_a_file_ledger_is_shared_by_every_copy_and_holds_its_amount(tmp_path):
-    path = tmp_path / "deep" / "ledger.json"
+    path = tmp_path / "deep" / "deeper" / "ledger.json"  # the directories it needs are made
     first, second = SpendingLedger(path), SpendingLedger(path)
     first.reserve(0.25, None, refusal)
     assert second.spent() == 0.25
@@ -46,6 +46,8 @@ def test_a_file_ledger_is_shared_by_every_copy_and_holds_its_amount(tmp_path):
     assert first.spent() == 0.75
     assert repr(first) == f"SpendingLedger({path}, spent_usd=0.7500)"
     assert oct(path.parent.stat().st_mode & 0o777) == oct(0o700)
+    lock = path.with_name("ledger.json.lock")  # held by every copy while it reads and writes
+    assert oct(lock.stat().st_mode & 0o777) == oct(0o600)
 
 
 def test_an_in_memory_ledger_travels_with_its_amount():

@@ -23,7 +23,7 @@ from prefect_braket import (
     PriorityWarning,
     to_program,
 )
-from prefect_braket.quantum.cost import PriceTable
+from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 from prefect_braket.quantum.devices import (
     QueueSize,
     create_quantum_task_request,
@@ -251,6 +251,36 @@ def test_job_instance_cost_from_get_job():
     del job["billableDuration"]
     assert prices.job_instance_cost_of(job) == pytest.approx(hourly * 2)
     assert prices.job_instance_cost_of({**job, "jobArn": "local:job/x"}) == 0.0
+
+
+def test_a_price_table_names_a_qpu_by_family_or_by_its_whole_name_in_any_case():
+    prices = PriceTable({**PriceTable.default().table,
+                         "qpu": {"acme/fancy-7": {"per_task": 1.0, "per_shot": 0.5}}})
+    # "Fancy-7" is family "fancy", which the table lacks: the whole name, lowercased, is found.
+    assert prices.task_cost("arn:aws:braket:us-east-1::device/qpu/acme/Fancy-7", 2) == 2.0
+    with pytest.raises(UnknownPriceError, match="No price for QPU 'acme/plain'"):
+        prices.task_cost("arn:aws:braket:us-east-1::device/qpu/acme/Plain-2", 2)
+
+
+def test_a_simulator_is_billed_three_seconds_at_least_even_where_the_table_does_not_say():
+    table = {key: value for key, value in PriceTable.default().table.items() if key != "simulator_minimum_ms"}
+    prices = PriceTable(table)
+    sv1 = PAYLOADS["sv1"]["deviceArn"]
+    per_minute = table["simulator_per_minute"]["amazon/sv1"]
+    assert prices.task_cost(sv1, 0) == per_minute * 3000 / 60000.0  # no duration: the minimum
+    assert prices.task_cost(sv1, 0, duration_ms=2999) == per_minute * 3000 / 60000.0
+    assert prices.task_cost(sv1, 0, duration_ms=6000) == per_minute * 6000 / 60000.0
+    one_second = PriceTable({**table, "simulator_minimum_ms": 1000})  # the table's minimum, where it says
+    assert one_second.task_cost(sv1, 0, duration_ms=10) == per_minute * 1000 / 60000.0
+
+
+def test_a_budget_of_zero_is_allowed_and_refuses_every_paid_task():
+    budget = Budget(max_cost_usd=0.0)
+    budget.reserve(0.0, "a local task")
+    with pytest.raises(BudgetExceededError, match="budget of \\$0.00"):
+        budget.reserve(0.01, "a paid task")
+    with pytest.raises(ValueError, match="at least 0, got -1"):
+        Budget(max_cost_usd=-1)
 
 
 def test_price_table_can_be_replaced(tmp_path, monkeypatch):

@@ -51,3 +51,15 @@ def test_a_url_checkpoint_goes_through_fsspec(tmp_path, monkeypatch):
         assert json.loads(f.read())["dataDictionary"] == STATE
     assert load_checkpoint(location, "vqe-1") == STATE
     assert not (tmp_path / "memory:").exists()  # not taken for a local path
+
+
+@pytest.mark.parametrize("form", ["directory", "file-url"])
+def test_a_local_checkpoint_replaces_a_link_in_its_place_instead_of_writing_through_it(tmp_path, form):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("original")
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "vqe-1.json").symlink_to(outside)
+    location = str(tmp_path / "exp") if form == "directory" else f"file://{tmp_path / 'exp'}"
+    save_checkpoint(location, "vqe-1", STATE)  # written beside, then moved into place
+    assert outside.read_text() == "original"
+    assert not (tmp_path / "exp" / "vqe-1.json").is_symlink() and load_checkpoint(location, "vqe-1") == STATE
