@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -73,6 +74,19 @@ def wait_for_zombie(pid):
             return
         os.sched_yield()
     raise AssertionError(f"{pid} did not end")
+
+
+def wait_until_ended(pid, timeout=60.0):
+    """Until a process that exits by itself (a Python start, then its end) is a zombie or gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} did not end within {timeout} s")
 
 
 def test_job_processes_finds_the_marked_and_the_supervisors_descendants(spawn, tmp_path):
@@ -206,7 +220,7 @@ def test_a_zombie_under_the_supervisor_is_not_the_jobs_and_the_scan_goes_on_past
     supervisor = spawn("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'pass']); "
                        "print(c.pid, flush=True); time.sleep(120)")
     zombie = int(supervisor.first_line)
-    wait_for_zombie(zombie)
+    wait_until_ended(zombie)
     later = spawn(SLEEPER, env={INSTANCE_VARIABLE: str(instance)})  # a higher pid than the zombie's
     assert job_processes(instance, supervisor=supervisor.pid) == {later.pid}
 
