@@ -41,6 +41,13 @@ def _observable_eigenvalues(observable: list, bits: np.ndarray) -> np.ndarray:
     return values
 
 
+def _counts(measurements: np.ndarray) -> Counter:
+    """Each distinct row of bits as a string, with how often it came, in the order rows first came
+    (as Braket's SDK counts them); one string per distinct row, not per shot."""
+    rows, first, number = np.unique(measurements, axis=0, return_index=True, return_counts=True)
+    return Counter({"".join(map(str, rows[i].tolist())): int(number[i]) for i in np.argsort(first)})
+
+
 def _sampled_value(result_type: dict[str, Any], measurements: np.ndarray, measured: list[int]) -> Any:
     kind = result_type["type"].lower()
     if result_type.get("per_qubit"):
@@ -129,7 +136,7 @@ class TaskResult:
         measurements = np.asarray(raw, dtype=np.int8) if raw else None
         counts: Counter = Counter()
         if measurements is not None:
-            counts = Counter("".join(str(b) for b in row) for row in measurements)
+            counts = _counts(measurements)
         elif document.get("measurementProbabilities") and shots:
             counts = Counter({k: int(round(p * shots)) for k, p in document["measurementProbabilities"].items()})
         total = sum(counts.values())

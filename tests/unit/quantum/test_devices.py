@@ -3,6 +3,7 @@
 import json
 import math
 import warnings
+from collections import Counter
 from datetime import datetime, timezone
 
 import cloudpickle
@@ -23,12 +24,14 @@ from prefect_braket import (
     PriorityWarning,
     to_program,
 )
+from prefect_braket.jobs.budget import SpendingLedger
 from prefect_braket.quantum.cost import PriceTable, UnknownPriceError
 from prefect_braket.quantum.devices import (
     QueueSize,
     create_quantum_task_request,
     job_priority_token,
 )
+from prefect_braket.quantum.results import TaskResult
 
 PAYLOADS = json.loads((DATA / "get_device.json").read_text())
 FORTE = PAYLOADS["forte"]["deviceArn"]
@@ -82,6 +85,16 @@ def test_sampled_values_are_computed_from_bits_like_braket():
     assert result.measured_qubits == [0, 1]
     assert result.task_arn.startswith("local:task/")
     assert result.execution_duration_ms > 0
+    rows = ["".join(map(str, row)) for row in result.measurements.tolist()]
+    assert list(result.measurement_counts.items()) == list(Counter(rows).items())  # in the order rows first came
+
+
+def test_counts_are_of_every_distinct_row_in_the_order_they_first_came():
+    bits = np.array([[1, 0, 1], [0, 0, 0], [1, 0, 1], [0, 1, 1], [0, 0, 0], [1, 0, 1]], dtype=np.int8)
+    result = TaskResult.from_gate_model({"measurements": bits.tolist(), "measuredQubits": [0, 1, 2],
+                                         "taskMetadata": {"shots": 6}}, "local:task/x", "local:braket/braket_sv")
+    assert list(result.measurement_counts.items()) == [("101", 3), ("000", 2), ("011", 1)]
+    assert result.measurement_probabilities == {"101": 0.5, "000": 2 / 6, "011": 1 / 6}
 
 
 def test_seed_program_x_expectation_with_shots():
@@ -281,6 +294,18 @@ def test_a_budget_of_zero_is_allowed_and_refuses_every_paid_task():
         budget.reserve(0.01, "a paid task")
     with pytest.raises(ValueError, match="at least 0, got -1"):
         Budget(max_cost_usd=-1)
+
+
+def test_a_reset_budget_counts_from_zero_in_every_copy_of_its_file_ledger(tmp_path):
+    ledger = SpendingLedger(tmp_path / "ledger.json")
+    budget, copy = Budget(max_cost_usd=1.0, ledger=ledger), Budget(max_cost_usd=1.0, ledger=SpendingLedger(ledger.path))
+    budget.reserve(0.75, "a task")
+    with pytest.raises(BudgetExceededError):
+        copy.reserve(0.5, "another task")
+    copy.reset()
+    assert budget.spent_usd == copy.spent_usd == 0.0
+    budget.reserve(1.0, "the whole budget again")  # all of it is there to spend once more
+    assert copy.spent_usd == 1.0
 
 
 def test_price_table_can_be_replaced(tmp_path, monkeypatch):

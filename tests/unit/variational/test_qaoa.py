@@ -4,26 +4,10 @@ statevector, the angles' start and growth, and the strategy's quality on graphs 
 import networkx as nx
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 
+from helpers.qaoa import bfgs, statevector_energy, thorough_best
 from prefect_braket.orchestration.blocks import BraketDevice
 from prefect_braket.variational.qaoa import MaxCut, best_sampled_cut, grow_layers, interpolate, linear_ramp
-
-
-def statevector_energy(graph: MaxCut, angles) -> float:
-    """Minus the expected cut, from the QAOA state built directly: exp(-iγC) is a phase per
-    assignment, exp(-iβX) a rotation of every qubit; nothing of the library's circuit is used."""
-    layers, n = len(angles) // 2, graph.nodes
-    cut = graph.cut_values()
-    psi = np.full(2 ** n, 2 ** (-n / 2), dtype=complex)
-    for gamma, beta in zip(angles[:layers], angles[layers:], strict=True):
-        psi = (psi * np.exp(-1j * gamma * cut)).reshape([2] * n)
-        for qubit in range(n):
-            zero, one = np.take(psi, 0, axis=qubit), np.take(psi, 1, axis=qubit)
-            psi = np.stack([np.cos(beta) * zero - 1j * np.sin(beta) * one,
-                            -1j * np.sin(beta) * zero + np.cos(beta) * one], axis=qubit)
-        psi = psi.reshape(-1)
-    return -float(np.real(np.vdot(psi, cut * psi)))
 
 
 def scipy_stage(graph: MaxCut):
@@ -32,18 +16,9 @@ def scipy_stage(graph: MaxCut):
 
     def stage(cost, start, name):
         asked.append((name, len(cost.parameters), list(start)))
-        found = minimize(lambda x: statevector_energy(graph, x), start, method="BFGS")
-        return float(found.fun), found.x.tolist()
+        return bfgs(graph, start)
 
     return stage, asked
-
-
-def thorough_best(graph: MaxCut, layers: int, starts: int, seed: int = 0) -> float:
-    """The best energy a multi-start BFGS finds for the same circuit."""
-    rng = np.random.default_rng(seed)
-    return min(minimize(lambda x: statevector_energy(graph, x),
-                        np.concatenate([rng.uniform(0, np.pi, layers), rng.uniform(0, np.pi / 2, layers)]),
-                        method="BFGS").fun for _ in range(starts))
 
 
 def test_edge_lists_and_networkx_graphs_read_alike():
@@ -111,4 +86,4 @@ def test_at_p2_the_strategy_reaches_what_a_thorough_search_finds():
     problem = MaxCut.of(nx.random_regular_graph(3, 6, seed=1))
     stage, _ = scipy_stage(problem)
     found = grow_layers(problem, 2, stage)
-    assert -found["energy"] >= 0.98 * -thorough_best(problem, 2, starts=12)
+    assert -found["energy"] >= 0.98 * -thorough_best(problem, 2, starts=12)[0]
