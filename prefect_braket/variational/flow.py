@@ -1,4 +1,4 @@
-"""`run_variational`: the loop inside a Prefect flow, in cached, retried task runs of about two seconds.
+"""`run_variational`: the loop inside a Prefect flow, in cached, retried task runs of about five seconds.
 
 A task run per iteration costs 20-40 ms (Prefect's bookkeeping, a result file, events) against an
 iteration of tens of milliseconds on a simulator; one per hour-long group would hide a QPU's
@@ -47,10 +47,11 @@ from prefect_braket.variational.loop import LoopState, Record, final_energy, opt
 from prefect_braket.variational.optimizers import Optimizer, as_optimizer
 from prefect_braket.variational.publishing import Reporter
 
-# A task run costs ~20-40 ms on 2 cores (Prefect's ~10 ms, a result file, its events): 1-2% of two
-# seconds, against 5-8% of half a second (bench/vqe_flow.py at 4,000 shots), and the UI still
-# shows the loop move every few seconds.
-GROUP_SECONDS = 2.0
+# A task run costs ~25-40 ms on 2 cores (Prefect's ~15 ms between groups, a result file, its events
+# and the server's records of them): under 1% of five seconds, against 5-8% of half a second
+# (bench/vqe_flow.py at 4,000 shots). The loop's live state is in the progress artifact and the
+# log, every second, so a longer group hides nothing; a retried group goes on where it failed.
+GROUP_SECONDS = 5.0
 
 
 def run_variational(
