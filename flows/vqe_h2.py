@@ -5,7 +5,7 @@
 The two-qubit Hamiltonian is H2's after the parity mapping and the two-qubit reduction; the
 ansatz `ry(theta)` then `x`, `cnot` spans a|01> + b|10>, where the ground state lies. Gradient
 descent on parameter-shift gradients reaches chemical accuracy (1.6 mHa) against exact
-diagonalisation. The iterations run in cached task runs (of about two seconds each) with a
+diagonalisation. The iterations run in cached task runs (of about five seconds each) with a
 checkpoint every iteration: run it again with the same experiment id and it resumes instead of
 starting over. Energies are in Hartree, with the nuclear repulsion included.
 

@@ -4,7 +4,7 @@
 and leaves the rest to two callbacks: `evaluate(iteration, points)` computes the cost at an
 iteration's points and `record(state, step)` follows each finished iteration (checkpoints,
 artifacts, metrics). A state restored from a checkpoint resumes where it stopped, and so does a
-call stopped by its `pause` (a flow runs the loop in task runs of about two seconds each).
+call stopped by its `pause` (a flow runs the loop in task runs of about five seconds each).
 """
 
 from __future__ import annotations
