@@ -20,6 +20,7 @@ POLL_SECONDS = 0.02
 
 @functools.cache
 def _client(api_url: str) -> SyncPrefectClient:
+    """The process's client for `api_url` (the cache key: a bench that moves to another server gets another)."""
     client = get_client(sync_client=True)
     client.__enter__()  # open for the process's life: the bench's waits share it
     return client

@@ -1,6 +1,6 @@
 """`run_variational`: the loop inside a Prefect flow, in cached, retried task runs of about five seconds.
 
-A task run per iteration costs 20-40 ms (Prefect's bookkeeping, a result file, events) against an
+A task run per iteration costs 25-40 ms (Prefect's bookkeeping, a result file, events) against an
 iteration of tens of milliseconds on a simulator; one per hour-long group would hide a QPU's
 progress and redo a lot on a retry. So each `variational-iterations` task run runs iterations
 until `group_seconds` have passed (at least one): dozens of simulator iterations, a single QPU
