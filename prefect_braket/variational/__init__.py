@@ -10,7 +10,7 @@ gradient descent on parameter-shift gradients, or a SciPy minimiser. Inside a fl
 - each iteration writes a Braket-format checkpoint (`PersistedJobData`, locally or in S3 through
   fsspec) from which a new run with the same experiment id resumes;
 - a progress artifact (updated in place, its description the latest energy) and a log line
-  follow the iterations (at most once a second); a table artifact of every row and a summary
+  follow the iterations (at most every 2 seconds); a table artifact of every row and a summary
   with a convergence plot close the run, one card each in the run's Artifacts tab;
 - checkpoints and artifacts go out in order from a thread of their own, so the loop does not wait
   for them; the run returns once they are all out, and fails if one of them failed.

@@ -50,7 +50,7 @@ from prefect_braket.variational.publishing import Reporter
 # A task run costs ~25-40 ms on 2 cores (Prefect's ~15 ms between groups, a result file, its events
 # and the server's records of them): under 1% of five seconds, against 5-8% of half a second
 # (bench/vqe_flow.py at 4,000 shots). The loop's live state is in the progress artifact and the
-# log, every second, so a longer group hides nothing; a retried group goes on where it failed.
+# log, every 2 seconds, so a longer group hides nothing; a retried group goes on where it failed.
 GROUP_SECONDS = 5.0
 
 

@@ -3,7 +3,7 @@
 `Reporter` decides what goes out and when: every iteration's state as the checkpoint (written as
 fast as the store takes it: states that come while a write is under way wait as one, the latest,
 so a slow store costs the loop nothing and the checkpoint is never older than one write); a progress update (its
-description saying where the loop stands) and a log line at most once a second; the table
+description saying where the loop stands) and a log line at most every 2 seconds; the table
 artifact and the summary once, when the run ends. Every publication of a keyed artifact is a new
 version, and a flow run's Artifacts tab shows each version as a card of its own: a table
 refreshed as the loop goes would pile up cards (a 17-iteration run showed 4, an hour's run would
@@ -34,9 +34,11 @@ from prefect_braket.variational.loop import Iteration, LoopState, final_energy
 from prefect_braket.variational.optimizers import Optimizer
 from prefect_braket.variational.reports import summary_markdown
 
-# A progress update and a log line each cost the API a write: on a simulator, where iterations
-# take milliseconds, a second apart is live enough.
-PROGRESS_INTERVAL_SECONDS = 1.0
+# A progress update and a log line each cost the server a write, and each is work beside the
+# loop's circuits on the same cores. Prefect sends a run's logs to its API every 2 seconds
+# (PREFECT_LOGGING_TO_API_BATCH_INTERVAL), so the UI shows log lines no more often than that:
+# a progress update and a line every 2 seconds are as live as it gets there, for half the writes.
+PROGRESS_INTERVAL_SECONDS = 2.0
 
 
 class Publisher:
@@ -66,6 +68,11 @@ class Publisher:
         """Raises the error of an earlier job."""
         if self._error is not None:
             raise self._error
+
+    def take_error(self) -> Exception | None:
+        """The error of an earlier job, if any, which `submit` and `close` then no longer raise."""
+        error, self._error = self._error, None
+        return error
 
     def submit(self, job: Callable[[], Any]) -> None:
         """Queues `job`; raises the error of an earlier one."""
@@ -129,6 +136,9 @@ class Reporter:
         if failure is None:
             self._publisher.close()
             return
+        # The loop may have failed on a publishing error (a failing checkpoint store): the run's end
+        # still goes out, and the error is reported once.
+        error = self._publisher.take_error()
         if self._state is not None and self._state.history and not self._finished:
             last = self._state.history[-1].iteration
             self._progress.update(self._percent(last + 1),
@@ -137,15 +147,16 @@ class Reporter:
             self._publish_table(self._state)
         try:
             self._publisher.close()
-        except Exception as error:
-            if error is not failure:  # a failing checkpoint store fails the loop with the same error
-                self._logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
+        except Exception as late:
+            error = error or late
+        if error is not None and error is not failure:
+            self._logger.error("Publishing checkpoints and artifacts failed as well: %r", error)
 
     def _percent(self, iterations: int) -> float:
         return 100.0 * iterations / self._max_iterations
 
     def record(self, state: LoopState, step: Iteration) -> None:
-        """Checkpoints a finished iteration; shows it when a second has passed since the last one shown.
+        """Checkpoints a finished iteration; shows it when 2 seconds have passed since the last one shown.
 
         The checkpoint is the state as it is now, taken here: the loop goes on changing `state`."""
         self._state = state
