@@ -33,6 +33,9 @@ Method, for figures that mean something on a small, noisy machine:
   waited for the GIL or a core than in the loop, `circuit_cpu_ratio` how much more CPU they
   took; and `ratio_at_equal_circuit_cpu` compares each run's wall time per second of circuit CPU, which
   cancels the drift and keeps the first two, leaving out the third;
+- a control in the same run: each pair's loop is run once more, next to it on the side away from
+  the flow, and `loop_to_loop_ratios` are the second loop's times over the first's: identical
+  work, so their spread is what the machine alone does to a ratio of two runs;
 - memory: a run of `memory_iterations` exact iterations in a process of its own, its resident
   memory read every 0.2 s from /proc against the iterations its checkpoint holds: after its first
   tenth, in its last tenth, the growth between, and the peak (target: the peak under 400 MB).
@@ -149,18 +152,23 @@ def vqe_flow(shots: int, iterations: int) -> dict:
 
 def measure(repeats: int) -> dict:
     pairs: dict[str, list[tuple[Run, Run]]] = {name: [] for name in SIZES}  # (flow's, loop's)
+    controls: dict[str, list[float]] = {name: [] for name in SIZES}  # a second loop's time over the pair's loop's
     for repeat in range(repeats):
         for name in (list(SIZES) if repeat % 2 == 0 else list(reversed(SIZES))):
             shots, iterations = SIZES[name]
             if repeat % 2 == 0:
                 flow_run, loop_run = Run.timed(vqe_flow, shots, iterations), Run.timed(plain_loop, shots, iterations)
+                control = Run.timed(plain_loop, shots, iterations)
             else:
+                control = Run.timed(plain_loop, shots, iterations)
                 loop_run, flow_run = Run.timed(plain_loop, shots, iterations), Run.timed(vqe_flow, shots, iterations)
             result, loop_result = flow_run.result, loop_run.result
             assert result["iterations"] == result["evaluated_iterations"] == loop_result["iterations"] == iterations
             assert shots or abs(result["energy"] - loop_result["energy"]) < 1e-9  # exact runs agree to the last digit
             pairs[name].append((flow_run, loop_run))
-    return {name: summary(name, pairs[name]) for name in SIZES}
+            controls[name].append(control.seconds / loop_run.seconds)
+    return {name: {**summary(name, pairs[name]), "loop_to_loop_median": round(statistics.median(controls[name]), 3),
+                   "loop_to_loop_ratios": [round(r, 2) for r in controls[name]]} for name in SIZES}
 
 
 def summary(name: str, pairs: list[tuple[Run, Run]]) -> dict:
