@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from prefect_braket import BraketDevice
 from prefect_braket.variational import publishing
 from prefect_braket.variational.checkpoints import load_checkpoint
 from prefect_braket.variational.loop import Iteration, LoopState
@@ -26,10 +27,6 @@ class Clock:
 
     def monotonic(self):
         return self.now
-
-
-class Device:
-    device_arn = "local:braket/braket_sv"
 
 
 @pytest.fixture
@@ -64,7 +61,7 @@ def test_every_iteration_is_checkpointed_and_shown_at_most_every_interval(tmp_pa
         for iteration in range(18):  # an iteration every quarter of the interval
             clock.now += PROGRESS_INTERVAL_SECONDS / 4
             reporter.record(state, step(state, iteration))
-        reporter.finish(state, GradientDescent(), 18, -1.2, Device(), 0)
+        reporter.finish(state, GradientDescent(), 18, -1.2, BraketDevice(), 0)
 
     assert api[0] == ("create-progress", 0.0, "exp-progress")
     live, end = api[1:-3], api[-3:]
